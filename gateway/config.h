@@ -40,7 +40,13 @@ typedef struct gw_deployment {
     size_t index;           /* position in model_list */
 } gw_deployment_t;
 
-/** Server knobs: `tollgate_settings` section (ours; LiteLLM ignores it) plus CLI overrides. */
+/**
+ * Server knobs: `tollgate_settings` section (ours; LiteLLM ignores it) plus CLI overrides.
+ * Bounds (a value outside is a load error): port 1..65535, workers 0..256, bodies 1 KiB..16 GiB
+ * given as bytes or as a string with a unit (B, KB/MB/GB = powers of 1000, KiB/MiB/GiB = powers
+ * of 1024: "16MB", "512 KiB"), timeouts 1 ms..7 days (drain may be 0), streams 1..10000. Numbers
+ * may also be written as numeric strings.
+ */
 typedef struct gw_server_settings {
     char *host;                   /* default "0.0.0.0" */
     int port;                     /* default 4000 */
@@ -74,8 +80,13 @@ typedef struct gw_config {
 } gw_config_t;
 
 /**
- * Loads and validates FILE. On success returns a config and *err is untouched; on failure
- * returns NULL and writes a one-line message ("FILE:LINE:COL: what is wrong") into err.
+ * Loads and validates FILE (at most 16 MiB). On success returns a config and *err is untouched;
+ * on failure returns NULL and writes a one-line message ("FILE:LINE:COL: what is wrong", or
+ * "FILE: what is wrong" when there is no position) into err.
+ *
+ * Side effect: `environment_variables` are exported with setenv(name, value, 0) (the process's
+ * own environment wins, as in LiteLLM). setenv is not thread-safe: load before starting worker
+ * threads, or on reload from the one thread that handles SIGHUP.
  */
 gw_config_t *gw_config_load(const char *path, char *err, size_t errlen);
 
@@ -92,7 +103,12 @@ void gw_config_free(gw_config_t *cfg);
  */
 void gw_config_dump(const gw_config_t *cfg, FILE *out);
 
-/** Redacts one value for printing: "sk-1…(12 chars)" style is NOT used: returns "<redacted>". */
+/**
+ * 1 when a key name denotes a secret whose value must never be printed: it contains, in any case,
+ * "key", "secret", "password", "passwd", "token", "credential" or "auth". Printers show such
+ * values as "<redacted>" (no prefix or length is ever shown). Errs towards hiding: "max_tokens"
+ * counts as secret.
+ */
 int gw_config_is_secret_key(const char *key);
 
 #endif

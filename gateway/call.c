@@ -1,0 +1,515 @@
+/*
+ * call.c — the request lifecycle of a model call.
+ *
+ *   scan body (no DOM) → find model group → pick deployment → build upstream request (splice for
+ *   OpenAI-compatible upstreams) → libcurl transfer on this loop, or the in-process mock →
+ *   non-stream: buffer (bounded), learn usage, reply; stream: frame SSE, relay each event's bytes
+ *   as it completes, hide the usage chunk the client did not ask for, end with an error event if
+ *   the upstream breaks.
+ *
+ * Threading and re-entrancy: everything runs on the worker's loop. Upstream bytes arrive inside
+ * curl's write callback, where we only touch buffers; sending to the client happens in flush(),
+ * which runs at a safe point (deferred until curl has returned) or from h2o's proceed callback.
+ * At most one h2o_send is in flight; while it is, output accumulates in `out`, and past
+ * HIGH_WATER the upstream is paused (CURL_WRITEFUNC_PAUSE: curl hands the same bytes back later)
+ * until the client has drained below LOW_WATER. The call lives in the request's pool; when h2o
+ * releases the request (done, or client gone) the teardown cancels whatever is still running.
+ */
+#include "gateway/call.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/mock.h"
+#include "adapters/openai.h"
+#include "gateway/errors.h"
+#include "gateway/models.h"
+#include "gateway/upstream.h"
+
+#define HIGH_WATER (256u * 1024)
+#define LOW_WATER (64u * 1024)
+#define MAX_ERROR_BODY (1u << 20)
+
+typedef struct gw_call {
+    gw_reqctx_t *rc;
+    h2o_req_t *req;
+    gw_worker_t *w;
+    h2o_generator_t gen;
+    gw_deferred_t flush_d;
+    const gw_route_t *route;
+    const ad_adapter_t *stream_ad;
+    ad_deployment_t dep;
+    ad_request_t areq;
+    ad_buf_t upbody; /* the body sent upstream (when not the client's own bytes) */
+    gw_xfer_t *xfer;
+    ad_stream_t st;
+    ad_buf_t resp;    /* buffered non-stream body, or an error body */
+    ad_buf_t out;     /* stream bytes not yet handed to h2o */
+    ad_buf_t sending; /* stream bytes h2o is sending */
+    int up_status;
+    char retry_after[64];
+    char errmsg[256];
+    unsigned streaming : 1; /* client asked stream and upstream said 2xx */
+    unsigned started : 1;   /* response headers handed to h2o */
+    unsigned in_send : 1;   /* an h2o_send is in flight */
+    unsigned up_done : 1;   /* upstream finished (ok or not) */
+    unsigned finished : 1;  /* final h2o_send issued */
+    unsigned paused : 1;    /* upstream paused for backpressure */
+    unsigned gone : 1;      /* request released by h2o */
+    unsigned too_large : 1;
+    unsigned framing_error : 1;
+    /* mock pacing */
+    ad_mock_plan_t plan;
+    int has_plan;
+    size_t mock_next;
+    h2o_timeout_entry_t mock_timer;
+} gw_call_t;
+
+static void flush(gw_call_t *c);
+
+/* ---- teardown ---------------------------------------------------------------------------- */
+
+static void call_teardown(void *obj)
+{
+    gw_call_t *c = obj;
+    c->gone = 1;
+    if (c->xfer != NULL) {
+        gw_upstream_cancel(c->xfer);
+        c->xfer = NULL;
+    }
+    gw_upstream_undefer(&c->flush_d);
+    if (h2o_timeout_is_linked(&c->mock_timer))
+        h2o_timeout_unlink(&c->mock_timer);
+    if (c->st.emit != NULL) {
+        if (c->st.usage.prompt_tokens >= 0)
+            c->rc->usage = c->st.usage;
+        ad_stream_free(&c->st);
+    }
+    if (c->has_plan)
+        ad_mock_plan_free(&c->plan);
+    ad_buf_free(&c->upbody);
+    ad_buf_free(&c->resp);
+    ad_buf_free(&c->out);
+    ad_buf_free(&c->sending);
+}
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+static void add_header(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL,
+                          h2o_strdup(&req->pool, value, SIZE_MAX).base, strlen(value));
+}
+
+static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
+{
+    h2o_req_t *req = c->req;
+    req->res.status = status;
+    req->res.reason = status < 400 ? "OK" : "Error";
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    if (c->retry_after[0])
+        add_header(req, "retry-after", c->retry_after);
+    c->started = c->finished = 1;
+    h2o_start_response(req, &c->gen);
+    h2o_iovec_t v = h2o_iovec_init(body, len);
+    h2o_send(req, &v, 1, H2O_SEND_STATE_FINAL);
+}
+
+static void reply_err(gw_call_t *c, gw_err_t e, const char *msg)
+{
+    c->rc->error = gw_err_info(e)->code;
+    ad_buf_reset(&c->resp);
+    gw_err_json(&c->resp, e, msg, NULL);
+    reply_body(c, gw_err_info(e)->status, c->resp.data, c->resp.len);
+}
+
+/** An error inside a stream that has started: one OpenAI error event, then the end. */
+static void append_error_event(gw_call_t *c, gw_err_t e, const char *msg)
+{
+    ad_buf_t j;
+    ad_buf_init(&j, 64 * 1024);
+    gw_err_json(&j, e, msg, NULL);
+    c->out.max += j.len + 16; /* the closing event always fits, whatever the ceiling */
+    ad_buf_appendf(&c->out, "data: %s\n\n", j.data);
+    ad_buf_free(&j);
+    c->rc->error = gw_err_info(e)->code;
+}
+
+static gw_err_t err_for_curl(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return GW_ERR_TIMEOUT;
+    default:
+        return GW_ERR_UPSTREAM;
+    }
+}
+
+/* ---- upstream callbacks ------------------------------------------------------------------ */
+
+static int on_event(void *ud, const ad_event_t *ev)
+{
+    gw_call_t *c = ud;
+    if (ev->hidden)
+        return 0;
+    if (ev->raw != NULL)
+        return ad_buf_append(&c->out, ev->raw, ev->raw_len);
+    return ad_buf_appendf(&c->out, "data: %.*s\n\n", (int)ev->len, ev->data);
+}
+
+static void on_up_headers(void *ud, int status, const char *ctype, const char *retry_after)
+{
+    gw_call_t *c = ud;
+    c->up_status = status;
+    c->rc->upstream_status = status;
+    if (retry_after != NULL)
+        snprintf(c->retry_after, sizeof(c->retry_after), "%s", retry_after);
+    if (c->areq.stream && status >= 200 && status < 300) {
+        c->streaming = 1;
+        c->stream_ad->stream_init(&c->st, &c->areq);
+        c->st.emit = on_event;
+        c->st.emit_ud = c;
+    }
+}
+
+static size_t on_up_data(void *ud, const char *p, size_t n)
+{
+    gw_call_t *c = ud;
+    if (c->rc->first_byte_ns == 0)
+        c->rc->first_byte_ns = gw_now_ns();
+    if (!c->streaming) {
+        if (ad_buf_append(&c->resp, p, n) != 0) {
+            c->too_large = 1;
+            return 0; /* aborts the transfer */
+        }
+        return n;
+    }
+    if (c->out.len >= HIGH_WATER) {
+        c->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    int rc = c->stream_ad->stream_feed(&c->st, p, n);
+    if (rc != 0) {
+        c->framing_error = 1;
+        return 0;
+    }
+    if (c->out.len > 0)
+        gw_upstream_defer(c->w->up, &c->flush_d);
+    return n;
+}
+
+static void finish_stream(gw_call_t *c, CURLcode rc, const char *errmsg)
+{
+    if (c->framing_error)
+        append_error_event(c, GW_ERR_UPSTREAM, "upstream stream could not be parsed");
+    else if (rc != CURLE_OK && !c->st.saw_error) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "upstream stream broke: %s", errmsg);
+        append_error_event(c, err_for_curl(rc), msg);
+    } else if (c->stream_ad->stream_finish(&c->st) && !c->st.saw_error)
+        append_error_event(c, GW_ERR_UPSTREAM, "upstream stream ended before it was complete");
+    if (c->st.usage.prompt_tokens >= 0)
+        c->rc->usage = c->st.usage;
+    c->up_done = 1;
+    flush(c);
+}
+
+static void finish_buffered(gw_call_t *c, CURLcode rc, const char *errmsg)
+{
+    char msg[400];
+    if (c->too_large)
+        return reply_err(c, GW_ERR_UPSTREAM, "upstream response exceeds max_response_body");
+    if (rc != CURLE_OK) {
+        snprintf(msg, sizeof(msg), "upstream request failed: %s", errmsg);
+        return reply_err(c, err_for_curl(rc), msg);
+    }
+    if (c->up_status >= 200 && c->up_status < 300) {
+        ad_buf_t translated;
+        ad_buf_init(&translated, c->resp.max);
+        if (c->route->ad->parse_response(&c->areq, c->resp.data ? c->resp.data : "", c->resp.len,
+                                         &translated, &c->rc->usage) != 0) {
+            ad_buf_free(&translated);
+            return reply_err(c, GW_ERR_UPSTREAM, "upstream sent a response that is not valid JSON");
+        }
+        if (translated.len > 0) {
+            ad_buf_free(&c->resp);
+            c->resp = translated;
+        } else {
+            ad_buf_free(&translated);
+        }
+        return reply_body(c, c->up_status, c->resp.data ? c->resp.data : "", c->resp.len);
+    }
+    ad_buf_t mapped;
+    ad_error_t err;
+    ad_buf_init(&mapped, 64 * 1024);
+    c->route->ad->map_error(c->up_status, c->resp.data ? c->resp.data : "", c->resp.len,
+                            c->retry_after[0] ? c->retry_after : NULL, &mapped, &err);
+    c->rc->error = "upstream_error";
+    if (mapped.len > 0) {
+        ad_buf_free(&c->resp);
+        c->resp = mapped;
+    } else {
+        ad_buf_free(&mapped);
+    }
+    int status = err.status >= 400 && err.status <= 599 ? err.status : 502;
+    reply_body(c, status, c->resp.data ? c->resp.data : "", c->resp.len);
+}
+
+static void on_up_done(void *ud, CURLcode rc, const char *errmsg)
+{
+    gw_call_t *c = ud;
+    c->xfer = NULL;
+    if (c->streaming)
+        finish_stream(c, rc, errmsg);
+    else
+        finish_buffered(c, rc, errmsg);
+}
+
+static const gw_xfer_cbs_t xfer_cbs = {on_up_headers, on_up_data, on_up_done};
+
+/* ---- client side ------------------------------------------------------------------------- */
+
+static void start_stream_response(gw_call_t *c)
+{
+    h2o_req_t *req = c->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/event-stream"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL,
+                          H2O_STRLIT("no"));
+    c->started = 1;
+    h2o_start_response(req, &c->gen);
+}
+
+static void flush(gw_call_t *c)
+{
+    if (c->gone || c->in_send || c->finished || !c->streaming)
+        return;
+    if (c->out.len == 0 && !c->up_done)
+        return;
+    if (!c->started)
+        start_stream_response(c);
+    ad_buf_t t = c->sending;
+    c->sending = c->out;
+    c->out = t;
+    ad_buf_reset(&c->out);
+    c->in_send = 1;
+    c->finished = c->up_done;
+    h2o_iovec_t v = h2o_iovec_init(c->sending.data, c->sending.len);
+    h2o_send(c->req, &v, v.len ? 1 : 0, c->finished ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_flush_deferred(gw_deferred_t *d)
+{
+    flush(H2O_STRUCT_FROM_MEMBER(gw_call_t, flush_d, d));
+}
+
+static void mock_resume(gw_call_t *c);
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    gw_call_t *c = H2O_STRUCT_FROM_MEMBER(gw_call_t, gen, gen);
+    c->in_send = 0;
+    ad_buf_reset(&c->sending);
+    if (c->paused && c->out.len < LOW_WATER) {
+        c->paused = 0;
+        if (c->xfer != NULL)
+            gw_upstream_resume(c->xfer); /* may deliver bytes and flush */
+        else if (c->has_plan)
+            mock_resume(c);
+    }
+    flush(c);
+}
+
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    gw_call_t *c = H2O_STRUCT_FROM_MEMBER(gw_call_t, gen, gen);
+    call_teardown(c); /* client gone: cancel the upstream now, not at pool release */
+    c->rc->teardown = NULL;
+    if (c->rc->error == NULL)
+        c->rc->error = "client_disconnected";
+}
+
+/* ---- the in-process mock ----------------------------------------------------------------- */
+
+static void mock_tick(h2o_timeout_entry_t *entry);
+
+static void mock_schedule(gw_call_t *c, uint64_t ms)
+{
+    c->mock_timer.cb = mock_tick;
+    h2o_timeout_link(c->w->loop, gw_worker_timeout(c->w, ms), &c->mock_timer);
+}
+
+static void mock_tick(h2o_timeout_entry_t *entry)
+{
+    gw_call_t *c = H2O_STRUCT_FROM_MEMBER(gw_call_t, mock_timer, entry);
+    ad_buf_t bytes;
+    ad_buf_init(&bytes, 16u << 20);
+    if (c->mock_next == 0)
+        on_up_headers(c, 200, c->areq.stream ? "text/event-stream" : "application/json", NULL);
+    if (!c->areq.stream) {
+        ad_mock_render_body(&c->plan, &bytes);
+        on_up_data(c, bytes.data, bytes.len);
+        ad_buf_free(&bytes);
+        c->has_plan = 1;
+        return on_up_done(c, CURLE_OK, "");
+    }
+    size_t n = ad_mock_n_events(&c->plan);
+    /* with no pacing every event goes at once; otherwise one per tick */
+    do {
+        ad_buf_reset(&bytes);
+        ad_mock_render_event(&c->plan, c->mock_next, &bytes);
+        if (on_up_data(c, bytes.data, bytes.len) == CURL_WRITEFUNC_PAUSE)
+            break; /* resumed from on_proceed */
+        c->mock_next++;
+    } while (c->mock_next < n && c->plan.token_ms <= 0);
+    ad_buf_free(&bytes);
+    if (c->paused)
+        return flush(c);
+    if (c->mock_next >= n)
+        return on_up_done(c, CURLE_OK, "");
+    flush(c);
+    mock_schedule(c, (uint64_t)c->plan.token_ms);
+}
+
+static void mock_resume(gw_call_t *c)
+{
+    if (!h2o_timeout_is_linked(&c->mock_timer))
+        mock_schedule(c, 0);
+}
+
+static int start_mock(gw_call_t *c)
+{
+    char err[256];
+    if (ad_mock_plan(&c->areq, &c->dep, c->rc->rid, (long long)time(NULL), &c->plan, err, sizeof(err)) !=
+        0) {
+        ad_mock_plan_free(&c->plan);
+        return gw_reply_error(c->req, GW_ERR_BAD_REQUEST, err, NULL);
+    }
+    c->has_plan = 1;
+    mock_schedule(c, c->plan.ttft_ms > 0 ? (uint64_t)c->plan.ttft_ms : 0);
+    return 0;
+}
+
+/* ---- entry ------------------------------------------------------------------------------- */
+
+static int check_body(gw_reqctx_t *rc, ad_op_t op, ad_request_t *areq)
+{
+    h2o_req_t *req = rc->req;
+    size_t max = rc->w->server->cfg->server.max_request_body;
+    if (req->entity.base == NULL || req->entity.len == 0)
+        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "request body is empty; expected a JSON object", NULL);
+    if (req->entity.len > max) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes", req->entity.len,
+                 max);
+        return gw_reply_error(req, GW_ERR_TOO_LARGE, msg, NULL);
+    }
+    size_t off = 0;
+    if (ad_request_scan(op, req->entity.base, req->entity.len, areq, &off) != 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request body is not a valid JSON object (error at byte %zu)", off);
+        return gw_reply_error(req, GW_ERR_BAD_JSON, msg, NULL);
+    }
+    if (areq->model.type != AD_J_STRING)
+        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "you must provide a model parameter", "model");
+    if (op == AD_OP_CHAT && areq->messages.type != AD_J_ARRAY)
+        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "'messages' is a required property and must be an array",
+                              "messages");
+    if (op == AD_OP_EMBEDDINGS && areq->messages.type != AD_J_STRING && areq->messages.type != AD_J_ARRAY)
+        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "'input' is a required property", "input");
+    if (ad_json_span_string(areq->model, rc->model, sizeof(rc->model)) < 0)
+        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "model name is too long", "model");
+    return 0;
+}
+
+static const gw_route_t *route_for(gw_reqctx_t *rc, ad_deployment_t *dep)
+{
+    const char *star = NULL;
+    size_t star_len = 0;
+    const gw_model_group_t *g =
+        gw_models_lookup(rc->w->server->models, rc->model, strlen(rc->model), &star, &star_len);
+    if (g == NULL)
+        return NULL;
+    const gw_route_t *r = gw_models_pick(g, gw_worker_rand(rc->w));
+    *dep = r->addep;
+    if (r->wildcard) { /* a pattern deployment: its star takes the text the model name matched */
+        const char *um = r->addep.upstream_model, *s = strchr(um, '*');
+        size_t n = strlen(um) - 1 + star_len + 1;
+        char *name = h2o_mem_alloc_pool(&rc->req->pool, n);
+        snprintf(name, n, "%.*s%.*s%s", (int)(s - um), um, (int)star_len, star ? star : "", s + 1);
+        dep->upstream_model = name;
+    }
+    return r;
+}
+
+static int start_upstream(gw_call_t *c)
+{
+    const gw_server_settings_t *ss = &c->w->server->cfg->server;
+    const gw_deployment_t *d = c->route->dep;
+    gw_xfer_opts_t o = {.method = "POST",
+                        .url = c->areq.op == AD_OP_EMBEDDINGS ? c->route->url_embeddings : c->route->url_chat,
+                        .headers = c->route->headers,
+                        .connect_timeout_ms = (long)ss->connect_timeout_ms};
+    double t = c->areq.stream && d->stream_timeout_s > 0 ? d->stream_timeout_s : d->timeout_s;
+    o.timeout_ms = t > 0 ? (long)(t * 1000) : (long)ss->upstream_timeout_ms;
+    if (ad_openai_splice_body(&c->areq, c->dep.upstream_model, &c->upbody) != 0)
+        return gw_reply_error(c->req, GW_ERR_TOO_LARGE, "request too large to forward", NULL);
+    o.body = c->upbody.data;
+    o.body_len = c->upbody.len;
+    c->rc->upstream_start_ns = gw_now_ns();
+    c->xfer = gw_upstream_start(c->w->up, &o, &xfer_cbs, c);
+    if (c->xfer == NULL)
+        return gw_reply_error(c->req, GW_ERR_INTERNAL, "could not start the upstream request", NULL);
+    return 0;
+}
+
+int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
+{
+    h2o_req_t *req = rc->req;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
+        return gw_reply_error(req, GW_ERR_METHOD, "use POST for this endpoint", NULL), 0;
+    if (gw_request_authorize(rc) != 0)
+        return 0;
+    ad_request_t areq;
+    if (check_body(rc, op, &areq) != 0)
+        return 0;
+    rc->stream = areq.stream;
+    ad_deployment_t dep;
+    const gw_route_t *route = route_for(rc, &dep);
+    if (route == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "The model `%s` does not exist or is not configured on this gateway",
+                 rc->model);
+        rc->error = "model_not_found";
+        return gw_reply_error(req, GW_ERR_MODEL_NOT_FOUND, msg, "model"), 0;
+    }
+    rc->provider = route->dep->provider;
+    rc->deployment = dep.upstream_model;
+    gw_call_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->rc = rc;
+    c->req = req;
+    c->w = rc->w;
+    c->route = route;
+    c->stream_ad = route->is_mock ? &ad_openai : route->ad;
+    c->dep = dep;
+    c->areq = areq;
+    c->gen.proceed = on_proceed;
+    c->gen.stop = on_stop;
+    c->flush_d.cb = on_flush_deferred;
+    const gw_server_settings_t *ss = &c->w->server->cfg->server;
+    ad_buf_init(&c->upbody, ss->max_request_body + 4096);
+    ad_buf_init(&c->resp, ss->max_response_body);
+    ad_buf_init(&c->out, HIGH_WATER + (16u << 20)); /* one upstream read past the mark, bounded */
+    ad_buf_init(&c->sending, HIGH_WATER + (16u << 20));
+    rc->teardown = call_teardown;
+    rc->teardown_obj = c;
+    if (route->is_mock)
+        return start_mock(c), 0;
+    return start_upstream(c), 0;
+}

@@ -1,0 +1,137 @@
+/*
+ * main.c — the `tollgate` command.
+ *
+ *   tollgate --config FILE [--host H] [--port P] [--workers N]   serve
+ *   tollgate check-config FILE                                    validate and print (redacted)
+ *   tollgate --version | --help
+ *
+ * The port comes from --port, else the PORT environment variable (Railway and similar hosts set
+ * it), else the config (tollgate_settings.port), else 4000.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/config.h"
+#include "gateway/server.h"
+
+#define TOLLGATE_VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: tollgate --config FILE [--host H] [--port P] [--workers N]\n"
+                 "       tollgate check-config FILE\n"
+                 "       tollgate --version\n");
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void print_warnings(const gw_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_warnings; i++)
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"config\",\"detail\":\"%s\"}\n", cfg->warnings[i]);
+}
+
+static int check_config(const char *path)
+{
+    char err[512];
+    gw_config_t *cfg = gw_config_load(path, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    gw_config_dump(cfg, stdout);
+    gw_config_free(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = NULL, *host = NULL, *port_s = NULL, *workers_s = NULL;
+    if (argc >= 2 && strcmp(argv[1], "check-config") == 0) {
+        if (argc != 3) {
+            usage(stderr);
+            return 2;
+        }
+        return check_config(argv[2]);
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0 ? &config
+                            : strcmp(a, "--host") == 0                         ? &host
+                            : strcmp(a, "--port") == 0                         ? &port_s
+                            : strcmp(a, "--workers") == 0                      ? &workers_s
+                                                                               : NULL;
+        if (strcmp(a, "--version") == 0) {
+            printf("tollgate %s\n", TOLLGATE_VERSION);
+            return 0;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (slot == NULL || i + 1 >= argc) {
+            usage(stderr);
+            return 2;
+        }
+        *slot = argv[++i];
+    }
+    if (config == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    if (port_s == NULL)
+        port_s = getenv("PORT");
+    char err[512];
+    gw_config_t *cfg = gw_config_load(config, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    print_warnings(cfg);
+    long v;
+    if (port_s != NULL) {
+        if (parse_int(port_s, 1, 65535, &v) != 0) {
+            fprintf(stderr, "invalid port: %s\n", port_s);
+            return 2;
+        }
+        cfg->server.port = (int)v;
+    }
+    if (workers_s != NULL) {
+        if (parse_int(workers_s, 0, 256, &v) != 0) {
+            fprintf(stderr, "invalid worker count: %s\n", workers_s);
+            return 2;
+        }
+        cfg->server.workers = (int)v;
+    }
+    if (host != NULL) {
+        free(cfg->server.host);
+        cfg->server.host = strdup(host);
+    }
+    if (cfg->master_key == NULL)
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"no master key: the API is open to anyone who can "
+                        "reach it\"}\n");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    gw_server_t *s = gw_server_create(cfg, err, sizeof(err));
+    if (s == NULL) {
+        fprintf(stderr, "%s\n", err);
+        gw_config_free(cfg);
+        return 1;
+    }
+    int rc = gw_server_run(s);
+    gw_server_destroy(s);
+    gw_config_free(cfg);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,292 @@
+/*
+ * server.c — listeners, worker threads and their loops, signals and graceful drain.
+ *
+ * Each worker binds its own SO_REUSEPORT socket, so the kernel spreads connections and no
+ * request ever crosses threads. The main thread blocks SIGTERM/SIGINT/SIGHUP before starting the
+ * workers and waits for them with sigwait: no code runs in a signal handler. On SIGTERM it posts
+ * a message to every worker's queue; a worker then closes its listener, answers readiness with
+ * 503, adds `connection: close` to new responses, and leaves its loop when its last live request
+ * is done or drain_timeout_ms has passed.
+ */
+#include "gateway/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway/handlers.h"
+#include "gateway/models.h"
+#include "gateway/upstream.h"
+
+typedef struct ctl_msg {
+    h2o_multithread_message_t super;
+    int what;
+} ctl_msg_t;
+
+static int force_exit_flag(gw_worker_t *w);
+
+static h2o_timeout_entry_t *drain_entry(gw_worker_t *w)
+{
+    return &w->drain_timer;
+}
+
+/* ---- worker utilities ---------------------------------------------------------------------- */
+
+uint64_t gw_worker_rand(gw_worker_t *w)
+{
+    uint64_t s1 = w->rng[0];
+    const uint64_t s0 = w->rng[1];
+    w->rng[0] = s0;
+    s1 ^= s1 << 23;
+    w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return w->rng[1] + s0;
+}
+
+h2o_timeout_t *gw_worker_timeout(gw_worker_t *w, uint64_t ms)
+{
+    size_t best = 0;
+    for (size_t i = 0; i < w->n_timeouts; i++) {
+        if (w->timeout_ms[i] == ms)
+            return w->timeouts[i];
+        if (w->timeout_ms[i] <= ms && w->timeout_ms[i] >= w->timeout_ms[best])
+            best = i;
+    }
+    if (w->n_timeouts < sizeof(w->timeouts) / sizeof(w->timeouts[0])) {
+        h2o_timeout_t *t = malloc(sizeof(*t));
+        if (t != NULL) {
+            h2o_timeout_init(w->loop, t, ms);
+            w->timeouts[w->n_timeouts] = t;
+            w->timeout_ms[w->n_timeouts++] = ms;
+            return t;
+        }
+    }
+    return w->timeouts[best]; /* table full: the nearest shorter duration */
+}
+
+void gw_worker_request_done(gw_worker_t *w)
+{
+    if (w->active > 0)
+        w->active--;
+}
+
+/* ---- accept and drain ---------------------------------------------------------------------- */
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    gw_worker_t *w = listener->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 32; i++) { /* bounded: other work on this loop must not starve */
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            break;
+        h2o_accept(&w->accept_ctx, sock);
+    }
+}
+
+static void on_drain_timeout(h2o_timeout_entry_t *e)
+{
+    /* the loop notices force_exit after this callback returns */
+}
+
+static void start_drain(gw_worker_t *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    if (w->listener != NULL) {
+        h2o_socket_read_stop(w->listener);
+        h2o_socket_close(w->listener);
+        w->listener = NULL;
+    }
+    w->drain_deadline = h2o_now(w->loop) + w->server->cfg->server.drain_timeout_ms;
+    h2o_timeout_entry_t *e = drain_entry(w);
+    e->cb = on_drain_timeout;
+    h2o_timeout_link(w->loop, gw_worker_timeout(w, w->server->cfg->server.drain_timeout_ms), e);
+}
+
+static void on_ctl(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    gw_worker_t *w = H2O_STRUCT_FROM_MEMBER(gw_worker_t, ctl, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        ctl_msg_t *m = H2O_STRUCT_FROM_MEMBER(ctl_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        free(m);
+        start_drain(w);
+    }
+}
+
+static int force_exit_flag(gw_worker_t *w)
+{
+    return w->draining && h2o_now(w->loop) >= w->drain_deadline;
+}
+
+static void *worker_main(void *arg)
+{
+    gw_worker_t *w = arg;
+    gw_server_t *s = w->server;
+    w->loop = h2o_evloop_create();
+    h2o_context_init(&w->ctx, w->loop, &s->globalconf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = s->globalconf.hosts;
+    w->up = gw_upstream_create(w->loop);
+    w->queue = h2o_multithread_create_queue(w->loop);
+    h2o_multithread_register_receiver(w->queue, &w->ctl, on_ctl);
+    w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->listener->data = w;
+    h2o_socket_read_start(w->listener, on_accept);
+    __atomic_store_n(&w->seq, 1, __ATOMIC_RELEASE); /* tells the main thread we are ready */
+
+    while (!(w->draining && (w->active == 0 || force_exit_flag(w))))
+        h2o_evloop_run(w->loop, INT32_MAX);
+
+    if (h2o_timeout_is_linked(drain_entry(w)))
+        h2o_timeout_unlink(drain_entry(w));
+    h2o_multithread_unregister_receiver(w->queue, &w->ctl);
+    return NULL;
+}
+
+/* ---- listeners ----------------------------------------------------------------------------- */
+
+static int open_listener(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &res); /* start-up only, before any loop runs */
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", host, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* ---- server -------------------------------------------------------------------------------- */
+
+gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
+{
+    gw_server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->cfg = cfg;
+    s->started_at = time(NULL);
+    s->models = gw_models_create(cfg, err, errlen);
+    if (s->models == NULL) {
+        free(s);
+        return NULL;
+    }
+    ad_buf_t b;
+    ad_buf_init(&b, 16u << 20);
+    gw_models_list_json(s->models, (int64_t)s->started_at, &b);
+    s->models_json = b.data;
+    s->models_json_len = b.len;
+    if (cfg->master_key != NULL)
+        SHA256((const unsigned char *)cfg->master_key, strlen(cfg->master_key), s->master_key_hash);
+
+    h2o_config_init(&s->globalconf);
+    /* h2o answers 413 itself (plain text) past its own limit; we keep its limit above ours so
+     * that every body between the two gets our OpenAI-shaped 413 */
+    size_t max = cfg->server.max_request_body;
+    s->globalconf.max_request_entity_size = max > SIZE_MAX / 4 ? SIZE_MAX : max * 4;
+    s->globalconf.http1.req_timeout = cfg->server.header_timeout_ms;
+    s->globalconf.http2.idle_timeout = cfg->server.idle_timeout_ms;
+    s->globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg->server.max_streams_per_conn;
+    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("tollgate"));
+    h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    gw_handlers_register(s, host);
+    return s;
+}
+
+static void wait_ready(gw_worker_t *w)
+{
+    while (__atomic_load_n(&w->seq, __ATOMIC_ACQUIRE) == 0)
+        usleep(1000); /* main thread, start-up only */
+}
+
+int gw_server_run(gw_server_t *s)
+{
+    const gw_server_settings_t *ss = &s->cfg->server;
+    char err[256];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->n_workers = ss->workers > 0 ? (unsigned)ss->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
+    s->workers = calloc(s->n_workers, sizeof(*s->workers));
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        gw_worker_t *w = &s->workers[i];
+        w->id = i;
+        w->server = s;
+        if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0)
+            w->rng[0] = 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL), w->rng[1] = 0xbf58476d1ce4e5b9ull + i;
+        if ((w->listen_fd = open_listener(ss->host, ss->port, err, sizeof(err))) < 0) {
+            fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\"}\n", err);
+            return 1;
+        }
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        pthread_create(&s->workers[i].tid, NULL, worker_main, &s->workers[i]);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        wait_ready(&s->workers[i]);
+    fprintf(stderr,
+            "{\"level\":\"info\",\"msg\":\"listening\",\"host\":\"%s\",\"port\":%d,\"workers\":%u,"
+            "\"models\":%zu}\n",
+            ss->host, ss->port, s->n_workers, s->cfg->n_deployments);
+
+    int sig = 0;
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"SIGHUP: config reload is not supported yet\"}\n");
+            continue;
+        }
+        break;
+    }
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
+    s->draining = 1;
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        ctl_msg_t *m = calloc(1, sizeof(*m));
+        h2o_multithread_send_message(&s->workers[i].ctl, &m->super);
+    }
+    for (unsigned i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i].tid, NULL);
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
+    return 0;
+}
+
+void gw_server_destroy(gw_server_t *s)
+{
+    if (s == NULL)
+        return;
+    gw_models_destroy(s->models);
+    free(s->models_json);
+    free(s->workers);
+    free(s);
+}

@@ -1,0 +1,77 @@
+/*
+ * server.h — the process: N worker threads, each owning one h2o event loop, its own
+ * SO_REUSEPORT listener, a libcurl multi handle driven by that loop, and per-thread counters.
+ * No request ever hops threads. Shared state (config, model table) is read-only after start.
+ */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <h2o.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "gateway/config.h"
+
+struct gw_upstream;
+struct gw_models;
+
+typedef struct gw_server gw_server_t;
+
+/** Per-thread state. Reached from a request with gw_worker_of(req). */
+typedef struct gw_worker {
+    h2o_context_t ctx; /* first member: &ctx == the worker */
+    h2o_evloop_t *loop;
+    gw_server_t *server;
+    unsigned id;
+    pthread_t tid;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_accept_ctx_t accept_ctx;
+    struct gw_upstream *up;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t ctl;
+    uint64_t active;   /* requests in flight on this worker */
+    int draining;      /* stopped accepting; exit when active reaches 0 */
+    uint64_t drain_deadline;
+    h2o_timeout_entry_t drain_timer;
+    uint64_t rng[2];   /* xorshift128+ for request ids and routing */
+    uint64_t seq;
+    h2o_timeout_t *timeouts[16]; /* lazily created fixed-duration lists, see gw_worker_timeout */
+    uint64_t timeout_ms[16];
+    size_t n_timeouts;
+    h2o_timeout_t zero_timeout; /* 0 ms list for deferred work */
+} gw_worker_t;
+
+struct gw_server {
+    gw_config_t *cfg;
+    struct gw_models *models;
+    h2o_globalconf_t globalconf;
+    gw_worker_t *workers;
+    unsigned n_workers;
+    int port;
+    time_t started_at;
+    volatile int draining; /* set once SIGTERM arrived; read by readiness */
+    unsigned char master_key_hash[32]; /* SHA-256 of the master key, compared in constant time */
+    char *models_json;     /* prebuilt GET /v1/models body */
+    size_t models_json_len;
+};
+
+static inline gw_worker_t *gw_worker_of(h2o_req_t *req)
+{
+    return (gw_worker_t *)req->conn->ctx;
+}
+
+/** Builds the server from a loaded config (kept, not copied). Returns NULL with err set. */
+gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen);
+/** Binds, starts workers, waits for SIGTERM/SIGINT, drains, joins. Returns the exit code. */
+int gw_server_run(gw_server_t *s);
+void gw_server_destroy(gw_server_t *s);
+
+/** A timeout list with a fixed duration of ms on this worker's loop (created on demand). */
+h2o_timeout_t *gw_worker_timeout(gw_worker_t *w, uint64_t ms);
+/** Next pseudo-random 64 bits (not for secrets). */
+uint64_t gw_worker_rand(gw_worker_t *w);
+/** Called when a request finishes; lets a draining worker exit. */
+void gw_worker_request_done(gw_worker_t *w);
+
+#endif
