@@ -486,6 +486,8 @@ static int apply_tollgate_settings(loader_t *ld, const json_t *ts)
         for (size_t i = 0; i < N_SETTINGS && !st; i++)
             st = strcmp(SETTINGS[i].name, key) == 0 ? &SETTINGS[i] : NULL;
         char ck[80];
+        if (json_is_null(v))
+            continue; /* `port:` with no value keeps the default */
         if (!st)
             warn_at(ld, ts, key, SIZE_MAX, "unknown key '%s' in tollgate_settings (ignored)",
                     clean(key, ck, sizeof ck));
@@ -521,7 +523,8 @@ static int load_server(loader_t *ld)
         return fail(ld, root, "tollgate_settings", SIZE_MAX, "tollgate_settings must be a mapping");
     if (json_is_object(ts) && apply_tollgate_settings(ld, ts) != 0)
         return -1;
-    if (!json_object_get(ts, "upstream_timeout_ms"))
+    const json_t *up = json_object_get(ts, "upstream_timeout_ms");
+    if (!up || json_is_null(up))
         return apply_request_timeout(ld);
     return 0;
 }
@@ -601,7 +604,8 @@ static int read_text(loader_t *ld, const entry_t *e, const char *key, char **out
 
 static int read_endpoint(loader_t *ld, const entry_t *e, gw_deployment_t *d)
 {
-    const char *base_key = json_object_get(e->params, "api_base") ? "api_base" : "base_url";
+    const json_t *ab = json_object_get(e->params, "api_base");
+    const char *base_key = ab && !json_is_null(ab) ? "api_base" : "base_url";
     if (read_text(ld, e, base_key, &d->api_base) || read_text(ld, e, "api_key", &d->api_key) ||
         read_text(ld, e, "api_version", &d->api_version))
         return -1;
@@ -747,8 +751,7 @@ gw_config_t *gw_config_load_string(const char *yaml, size_t len, const char *nam
     int rc = gw_yaml_load(yaml, len, name, &ld.doc, &ld.warn, err, errlen);
     if (rc == 0)
         rc = load_tree(&ld);
-    if (ld.warn.dropped)
-        gw_warn(&ld.warn, "... and %zu more warnings", ld.warn.dropped);
+    gw_warnings_finish(&ld.warn);
     ld.cfg->root = json_incref(ld.doc.root);
     ld.cfg->warnings = ld.warn.v;
     ld.cfg->n_warnings = ld.warn.n;

@@ -2,7 +2,10 @@
  * config.h — Tollgate's configuration: LiteLLM's config.yaml, read as LiteLLM reads it.
  *
  * The YAML file is converted to a JSON tree (jansson) with YAML 1.1 scalar rules (PyYAML's:
- * `80_000` is an int, `True`/`yes` are booleans, `~` and empty are null), every string of the form
+ * `80_000` is an int, `True`/`yes` are booleans, `~` and empty are null; anchors, aliases and `<<`
+ * merge keys work; a duplicate key keeps its last value, with a warning). Beyond PyYAML, `1e-6`
+ * is a float; JSON cannot hold infinities or NaN, so `.inf` reads as the largest double and
+ * `.nan` as null; ints past int64 read as doubles. Every string of the form
  * `os.environ/NAME` is replaced by that environment variable's value (null when unset), and the
  * known parts are lifted into typed structs below. Sections we do not act on yet
  * (`router_settings`, `litellm_settings`, the rest of `general_settings`, …) are kept verbatim as
@@ -24,8 +27,11 @@
 typedef struct gw_deployment {
     char *model_name;     /* public name clients send (`model_name`), may contain '/', '*' */
     char *provider;       /* prefix of litellm_params.model before the first '/', e.g. "openai";
-                           * "openai" when the model has no prefix (LiteLLM's default) */
-    char *upstream_model; /* litellm_params.model after the first '/' (whole value if no '/') */
+                           * "openai" when the model has no prefix (LiteLLM's default);
+                           * litellm_params.custom_llm_provider when that is set */
+    char *upstream_model; /* litellm_params.model after the first '/' (whole value if no '/');
+                           * with custom_llm_provider, the whole value minus a leading
+                           * "<custom_llm_provider>/" (LiteLLM strips that one prefix) */
     char *api_base;       /* litellm_params.api_base (or base_url), trailing '/' removed */
     char *api_key;        /* secret: never printed */
     char *api_version;
@@ -63,19 +69,19 @@ typedef struct gw_server_settings {
 } gw_server_settings_t;
 
 typedef struct gw_config {
-    char *path;                  /* file it came from */
-    json_t *root;                /* whole document after env resolution */
+    char *path;                   /* file it came from */
+    json_t *root;                 /* whole document after env resolution */
     gw_deployment_t *deployments; /* model_list, in file order */
     size_t n_deployments;
-    char *master_key;            /* general_settings.master_key, else TOLLGATE_MASTER_KEY, else
-                                  * LITELLM_MASTER_KEY; NULL = no auth (warned) */
-    char *database_url;          /* general_settings.database_url or DATABASE_URL */
-    json_t *general_settings;    /* borrowed from root, never NULL (empty object if absent) */
-    json_t *router_settings;     /* likewise */
-    json_t *litellm_settings;    /* likewise */
+    char *master_key;              /* general_settings.master_key, else TOLLGATE_MASTER_KEY, else
+                                    * LITELLM_MASTER_KEY; NULL = no auth (warned) */
+    char *database_url;            /* general_settings.database_url or DATABASE_URL */
+    json_t *general_settings;      /* borrowed from root, never NULL (empty object if absent) */
+    json_t *router_settings;       /* likewise */
+    json_t *litellm_settings;      /* likewise */
     json_t *environment_variables; /* likewise; applied with setenv(…, 0) before resolution */
     gw_server_settings_t server;
-    char **warnings;             /* human-readable, e.g. "line 12: unknown key 'foo' in model_list[3]" */
+    char **warnings; /* human-readable, e.g. "line 12: unknown key 'foo' in model_list[3]" */
     size_t n_warnings;
 } gw_config_t;
 
@@ -91,8 +97,7 @@ typedef struct gw_config {
 gw_config_t *gw_config_load(const char *path, char *err, size_t errlen);
 
 /** Same, from a string in memory (tests); name is used in messages. */
-gw_config_t *gw_config_load_string(const char *yaml, size_t len, const char *name, char *err,
-                                   size_t errlen);
+gw_config_t *gw_config_load_string(const char *yaml, size_t len, const char *name, char *err, size_t errlen);
 
 void gw_config_free(gw_config_t *cfg);
 

@@ -27,12 +27,16 @@ typedef struct gw_warnings {
 
 /** Appends one formatted warning (truncated to 512 bytes). Out of memory drops it silently. */
 void gw_warn(gw_warnings_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Adds the "... and N more warnings" line when some were dropped. */
+void gw_warnings_finish(gw_warnings_t *w);
 void gw_warnings_free(gw_warnings_t *w);
 
 /**
  * Where something came from. A row describes either a container itself (key NULL, index
  * SIZE_MAX), one key of a mapping (key set) or one item of a sequence (key NULL, index set).
- * Positions are 1-based. Nodes copied from an alias or a merge key have no rows.
+ * Positions are 1-based. Nodes copied from an alias or a merge key have no rows. A container's
+ * own row holds a reference to it until gw_yaml_doc_free, so no address is ever reused while
+ * rows may point at it.
  */
 typedef struct gw_yaml_loc {
     const json_t *node;

@@ -32,12 +32,9 @@
 
 /* ---------------------------------------------------------------- warnings */
 
-void gw_warn(gw_warnings_t *w, const char *fmt, ...)
+/* Appends a copy of line; out of memory drops it (a warning is never worth failing a load). */
+static void push_warning(gw_warnings_t *w, const char *line)
 {
-    if (w->n >= GW_CONFIG_MAX_WARNINGS) {
-        w->dropped++;
-        return;
-    }
     if (w->n == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 16;
         char **v = realloc(w->v, cap * sizeof *v);
@@ -46,14 +43,37 @@ void gw_warn(gw_warnings_t *w, const char *fmt, ...)
         w->v = v;
         w->cap = cap;
     }
+    char *s = strdup(line);
+    if (!s)
+        return;
+    for (char *p = s; *p; p++) /* names from the file must not forge log lines */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    w->v[w->n++] = s;
+}
+
+void gw_warn(gw_warnings_t *w, const char *fmt, ...)
+{
+    if (w->n >= GW_CONFIG_MAX_WARNINGS) {
+        w->dropped++;
+        return;
+    }
     char line[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    char *s = strdup(line);
-    if (s)
-        w->v[w->n++] = s;
+    push_warning(w, line);
+}
+
+void gw_warnings_finish(gw_warnings_t *w)
+{
+    char line[64];
+    if (w->dropped == 0)
+        return;
+    snprintf(line, sizeof line, "... and %zu more warnings", w->dropped);
+    push_warning(w, line);
+    w->dropped = 0;
 }
 
 void gw_warnings_free(gw_warnings_t *w)
@@ -287,28 +307,19 @@ static int loc_add(builder_t *b, const json_t *node, const char *key, size_t ind
     char *k = NULL;
     if (key && !(k = strdup(key)))
         return fail_at(b, m, "out of memory");
+    /* A container's own row holds a reference: a container dropped during parsing (a duplicate
+     * key's old value, an inline merge source) must not free its address for a new node, which
+     * would then inherit its rows. */
+    if (!key && index == SIZE_MAX)
+        json_incref((json_t *)node);
     d->locs[d->n_locs++] = (gw_yaml_loc_t){node, k, index, (int)m.line + 1, (int)m.column + 1};
     return 0;
-}
-
-/* A duplicate key moves its row to the later occurrence instead of adding a second one. */
-static void loc_move_key(builder_t *b, const json_t *node, const char *key, yaml_mark_t m)
-{
-    for (size_t i = b->doc->n_locs; i-- > 0;) {
-        gw_yaml_loc_t *l = &b->doc->locs[i];
-        if (l->node == node && l->key && strcmp(l->key, key) == 0) {
-            l->line = (int)m.line + 1;
-            l->col = (int)m.column + 1;
-            return;
-        }
-    }
 }
 
 static int count_node(builder_t *b, size_t n, yaml_mark_t m)
 {
     if (n > GW_YAML_MAX_NODES - b->nodes)
-        return fail_at(b, m, "document too large (more than %d values after alias expansion)",
-                       GW_YAML_MAX_NODES);
+        return fail_at(b, m, "document too large (more than %d values, aliases expanded)", GW_YAML_MAX_NODES);
     b->nodes += n;
     return 0;
 }
@@ -363,13 +374,12 @@ static int add_merge(builder_t *b, frame_t *f, json_t *v, yaml_mark_t m)
 
 static int set_key(builder_t *b, frame_t *f, json_t *v)
 {
-    if (json_object_get(f->node, f->key)) {
+    /* A duplicate gets a second row; lookups answer with the later one, like the value. */
+    if (json_object_get(f->node, f->key))
         gw_warn(b->warn, "line %zu: duplicate key '%.64s': the last value wins", f->key_mark.line + 1,
                 f->key);
-        loc_move_key(b, f->node, f->key, f->key_mark);
-    } else if (loc_add(b, f->node, f->key, SIZE_MAX, f->key_mark)) {
+    if (loc_add(b, f->node, f->key, SIZE_MAX, f->key_mark))
         return -1;
-    }
     if (json_object_set(f->node, f->key, v))
         return fail_at(b, f->key_mark, "out of memory");
     return 0;
@@ -694,11 +704,27 @@ static void builder_release(builder_t *b)
     free(b->anchors);
 }
 
-static int loc_cmp(const void *a, const void *b)
+/* Orders rows by what they describe: node, then key (container and item rows first), then item
+ * index. */
+static int loc_identity_cmp(const gw_yaml_loc_t *l, const json_t *node, const char *key, size_t index)
 {
-    uintptr_t x = (uintptr_t)((const gw_yaml_loc_t *)a)->node;
-    uintptr_t y = (uintptr_t)((const gw_yaml_loc_t *)b)->node;
-    return x < y ? -1 : x > y;
+    if ((uintptr_t)l->node != (uintptr_t)node)
+        return (uintptr_t)l->node < (uintptr_t)node ? -1 : 1;
+    if (!l->key != !key)
+        return !l->key ? -1 : 1;
+    if (l->key)
+        return strcmp(l->key, key);
+    return l->index < index ? -1 : l->index > index;
+}
+
+/* Identity, then position, so that of two rows for one duplicated key the later sorts last. */
+static int loc_cmp(const void *pa, const void *pb)
+{
+    const gw_yaml_loc_t *a = pa, *b = pb;
+    int c = loc_identity_cmp(a, b->node, b->key, b->index);
+    if (c == 0)
+        c = a->line != b->line ? (a->line < b->line ? -1 : 1) : (a->col > b->col) - (a->col < b->col);
+    return c;
 }
 
 int gw_yaml_load(const char *buf, size_t len, const char *name, gw_yaml_doc_t *doc, gw_warnings_t *w,
@@ -736,14 +762,18 @@ int gw_yaml_load(const char *buf, size_t len, const char *name, gw_yaml_doc_t *d
         gw_yaml_doc_free(doc);
         return -1;
     }
-    qsort(doc->locs, doc->n_locs, sizeof *doc->locs, loc_cmp);
+    if (doc->n_locs > 0)
+        qsort(doc->locs, doc->n_locs, sizeof *doc->locs, loc_cmp);
     return 0;
 }
 
 void gw_yaml_doc_free(gw_yaml_doc_t *doc)
 {
-    for (size_t i = 0; i < doc->n_locs; i++)
+    for (size_t i = 0; i < doc->n_locs; i++) {
+        if (!doc->locs[i].key && doc->locs[i].index == SIZE_MAX)
+            json_decref((json_t *)doc->locs[i].node);
         free(doc->locs[i].key);
+    }
     free(doc->locs);
     json_decref(doc->root);
     memset(doc, 0, sizeof *doc);
@@ -753,21 +783,16 @@ int gw_yaml_where(const gw_yaml_doc_t *doc, const json_t *node, const char *key,
                   int *col)
 {
     size_t lo = 0, hi = doc->n_locs;
-    while (lo < hi) { /* first row for node */
+    while (lo < hi) { /* first row past the ones for (node, key, index) */
         size_t mid = lo + (hi - lo) / 2;
-        if ((uintptr_t)doc->locs[mid].node < (uintptr_t)node)
+        if (loc_identity_cmp(&doc->locs[mid], node, key, index) <= 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    for (size_t i = lo; i < doc->n_locs && doc->locs[i].node == node; i++) {
-        const gw_yaml_loc_t *l = &doc->locs[i];
-        int hit = key ? (l->key && strcmp(l->key, key) == 0) : (!l->key && l->index == index);
-        if (hit) {
-            *line = l->line;
-            *col = l->col;
-            return 1;
-        }
-    }
-    return 0;
+    if (lo == 0 || loc_identity_cmp(&doc->locs[lo - 1], node, key, index) != 0)
+        return 0;
+    *line = doc->locs[lo - 1].line;
+    *col = doc->locs[lo - 1].col;
+    return 1;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/buf.h"
 #include "gateway/config.h"
 #include "gateway/server.h"
 
@@ -39,8 +40,16 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 
 static void print_warnings(const gw_config_t *cfg)
 {
-    for (size_t i = 0; i < cfg->n_warnings; i++)
-        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"config\",\"detail\":\"%s\"}\n", cfg->warnings[i]);
+    ad_buf_t b;
+    ad_buf_init(&b, 64 * 1024);
+    for (size_t i = 0; i < cfg->n_warnings; i++) {
+        ad_buf_reset(&b);
+        ad_buf_puts(&b, "{\"level\":\"warn\",\"msg\":\"config\",\"detail\":");
+        ad_buf_append_json_str(&b, cfg->warnings[i], strlen(cfg->warnings[i]));
+        if (ad_buf_puts(&b, "}\n") == 0)
+            fputs(b.data, stderr);
+    }
+    ad_buf_free(&b);
 }
 
 static int check_config(const char *path)
