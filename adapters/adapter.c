@@ -14,16 +14,26 @@ static const struct {
     const char *name;
     const ad_adapter_t *ad;
 } registry[] = {
-    {"openai", &ad_openai},          {"text-completion-openai", &ad_openai},
-    {"custom_openai", &ad_openai},   {"openai_like", &ad_openai},
-    {"hosted_vllm", &ad_openai},     {"vllm", &ad_openai},
-    {"groq", &ad_openai},            {"mistral", &ad_openai},
-    {"together_ai", &ad_openai},     {"deepseek", &ad_openai},
-    {"openrouter", &ad_openai},      {"fireworks_ai", &ad_openai},
-    {"xai", &ad_openai},             {"lm_studio", &ad_openai},
-    {"llamafile", &ad_openai},       {"perplexity", &ad_openai},
-    {"cerebras", &ad_openai},        {"nvidia_nim", &ad_openai},
-    {"github", &ad_openai},          {"litellm_proxy", &ad_openai},
+    {"openai", &ad_openai},
+    {"text-completion-openai", &ad_openai},
+    {"custom_openai", &ad_openai},
+    {"openai_like", &ad_openai},
+    {"hosted_vllm", &ad_openai},
+    {"vllm", &ad_openai},
+    {"groq", &ad_openai},
+    {"mistral", &ad_openai},
+    {"together_ai", &ad_openai},
+    {"deepseek", &ad_openai},
+    {"openrouter", &ad_openai},
+    {"fireworks_ai", &ad_openai},
+    {"xai", &ad_openai},
+    {"lm_studio", &ad_openai},
+    {"llamafile", &ad_openai},
+    {"perplexity", &ad_openai},
+    {"cerebras", &ad_openai},
+    {"nvidia_nim", &ad_openai},
+    {"github", &ad_openai},
+    {"litellm_proxy", &ad_openai},
     {"mock", &ad_mock},
 };
 
@@ -135,9 +145,10 @@ static int request_member(void *ud, const char *key, size_t keylen, size_t key_o
         if (v.type == AD_J_OBJECT && ad_json_find(v.p, v.len, "include_usage", &iu) == 1 &&
             ad_json_span_bool(iu, &b) == 0)
             r->include_usage = b;
-    } else if (ad_json_key_eq(key, keylen, r->op == AD_OP_CHAT         ? "messages"
-                                           : r->op == AD_OP_EMBEDDINGS ? "input"
-                                                                       : "prompt")) {
+    } else if (ad_json_key_eq(key, keylen,
+                              r->op == AD_OP_CHAT         ? "messages"
+                              : r->op == AD_OP_EMBEDDINGS ? "input"
+                                                          : "prompt")) {
         r->messages = v;
     } else if ((ad_json_key_eq(key, keylen, "max_tokens") ||
                 ad_json_key_eq(key, keylen, "max_completion_tokens")) &&

@@ -121,8 +121,7 @@ static int plan_chat(ad_mock_plan_t *p, json_t *body, const json_t *params, char
     return 0;
 }
 
-static int plan_embeddings(ad_mock_plan_t *p, json_t *body, const json_t *params, char *err,
-                           size_t errlen)
+static int plan_embeddings(ad_mock_plan_t *p, json_t *body, const json_t *params, char *err, size_t errlen)
 {
     json_t *in = json_object_get(body, "input");
     p->inputs = json_array();
@@ -146,7 +145,8 @@ static int plan_embeddings(ad_mock_plan_t *p, json_t *body, const json_t *params
         return -1;
     }
     json_t *dims = json_object_get(body, "dimensions");
-    p->dims = json_is_integer(dims) ? (int)json_integer_value(dims) : (int)param_int(params, "mock_dimensions", 8);
+    p->dims =
+        json_is_integer(dims) ? (int)json_integer_value(dims) : (int)param_int(params, "mock_dimensions", 8);
     if (p->dims < 1 || p->dims > 8192) {
         snprintf(err, errlen, "dimensions must be between 1 and 8192");
         return -1;
@@ -161,8 +161,8 @@ static int plan_embeddings(ad_mock_plan_t *p, json_t *body, const json_t *params
     return 0;
 }
 
-int ad_mock_plan(const ad_request_t *req, const ad_deployment_t *dep, const char *id,
-                 long long created, ad_mock_plan_t *p, char *err, size_t errlen)
+int ad_mock_plan(const ad_request_t *req, const ad_deployment_t *dep, const char *id, long long created,
+                 ad_mock_plan_t *p, char *err, size_t errlen)
 {
     memset(p, 0, sizeof(*p));
     p->op = req->op;
@@ -198,8 +198,7 @@ void ad_mock_plan_free(ad_mock_plan_t *p)
 
 static int usage_json(const ad_mock_plan_t *p, ad_buf_t *out)
 {
-    return ad_buf_appendf(out,
-                          "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}",
+    return ad_buf_appendf(out, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}",
                           (long long)p->usage.prompt_tokens, (long long)p->usage.completion_tokens,
                           (long long)(p->usage.prompt_tokens + p->usage.completion_tokens));
 }
@@ -248,8 +247,8 @@ static int embedding_json(const ad_mock_plan_t *p, json_t *text, size_t index, a
 {
     float v[8192];
     float_vector(json_string_value(text), json_string_length(text), p->dims, v);
-    int rc = ad_buf_appendf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
-                            index ? "," : "", index);
+    int rc = ad_buf_appendf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", index ? "," : "",
+                            index);
     if (p->base64) {
         unsigned char le[8192 * 4];
         for (int j = 0; j < p->dims; j++) {

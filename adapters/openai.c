@@ -225,8 +225,8 @@ static const char *type_for_status(int status)
     }
 }
 
-void ad_openai_map_error(int status, const char *body, size_t len, const char *retry_after,
-                         ad_buf_t *out, ad_error_t *err)
+void ad_openai_map_error(int status, const char *body, size_t len, const char *retry_after, ad_buf_t *out,
+                         ad_error_t *err)
 {
     err->status = status;
     err->retryable = status == 408 || status == 409 || status == 429 || status >= 500;
