@@ -72,6 +72,8 @@ typedef struct ad_request {
     int include_usage;         /* stream_options.include_usage: true */
     int64_t max_tokens;        /* max_tokens / max_completion_tokens, -1 when absent */
     int64_t n;                 /* "n", 1 when absent */
+    int64_t now;               /* unix time the core stamps (adapters never read a clock) */
+    const char *request_id;    /* the gateway's request id, for ids adapters must invent */
 } ad_request_t;
 
 #define AD_MAX_HEADERS 16
@@ -86,6 +88,12 @@ typedef struct ad_http_request {
     int body_is_original; /* body was left empty because the client's bytes go as they are */
 } ad_http_request_t;
 
+/*
+ * Stream events. Passthrough adapters set raw to the upstream's exact SSE bytes; translating
+ * adapters leave raw NULL and the core writes `data: <data>\n\n` (and `data: [DONE]\n\n` for
+ * DONE). Translating adapters always emit the usage chunk (choices: []) when they learn usage and
+ * mark it hidden unless st->client_wants_usage.
+ */
 typedef enum ad_event_type {
     AD_EV_CHUNK = 1, /* data: one OpenAI chat.completion.chunk JSON */
     AD_EV_COMMENT,   /* an SSE comment block (keep-alive); raw holds it */
@@ -105,8 +113,14 @@ typedef struct ad_event {
 /** Receives stream events; return non-zero to stop the feed (it returns that value). */
 typedef int (*ad_emit_cb)(void *ud, const ad_event_t *ev);
 
-/** Per-request stream state; adapters keep what they need in it (no allocation elsewhere). */
+/**
+ * Per-request stream state. The core zeroes it, points req at the request, and gives priv
+ * state_size zeroed bytes for the adapter's own state; stream_free releases what the adapter
+ * allocated inside it.
+ */
 typedef struct ad_stream {
+    const ad_request_t *req;
+    void *priv;
     ad_sse_t sse;
     int client_wants_usage; /* the client asked include_usage itself */
     int saw_done;
@@ -158,6 +172,10 @@ typedef struct ad_adapter {
      */
     void (*map_error)(int status, const char *body, size_t len, const char *retry_after_hdr,
                       ad_buf_t *out, ad_error_t *err);
+    /** Bytes of adapter state per stream (st->priv), zeroed by the core. */
+    size_t state_size;
+    /** Releases what the adapter allocated in its stream state; may be NULL. */
+    void (*stream_free)(ad_stream_t *st);
 } ad_adapter_t;
 
 /**

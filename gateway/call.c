@@ -40,7 +40,10 @@ typedef struct gw_call {
     const ad_adapter_t *stream_ad;
     ad_deployment_t dep;
     ad_request_t areq;
-    ad_buf_t upbody; /* the body sent upstream (when not the client's own bytes) */
+    ad_buf_t upbody; /* passthrough: the client's body with the splices */
+    ad_http_request_t hreq; /* translating adapters: the request they built */
+    struct curl_slist *hreq_headers;
+    int has_hreq;
     gw_xfer_t *xfer;
     ad_stream_t st;
     ad_buf_t resp;    /* buffered non-stream body, or an error body */
@@ -83,7 +86,15 @@ static void call_teardown(void *obj)
     if (c->st.emit != NULL) {
         if (c->st.usage.prompt_tokens >= 0)
             c->rc->usage = c->st.usage;
+        if (c->stream_ad->stream_free != NULL)
+            c->stream_ad->stream_free(&c->st);
         ad_stream_free(&c->st);
+        c->st.emit = NULL;
+    }
+    if (c->has_hreq) {
+        ad_http_request_free(&c->hreq);
+        curl_slist_free_all(c->hreq_headers);
+        c->has_hreq = 0;
     }
     if (c->has_plan)
         ad_mock_plan_free(&c->plan);
@@ -156,7 +167,13 @@ static int on_event(void *ud, const ad_event_t *ev)
         return 0;
     if (ev->raw != NULL)
         return ad_buf_append(&c->out, ev->raw, ev->raw_len);
-    return ad_buf_appendf(&c->out, "data: %.*s\n\n", (int)ev->len, ev->data);
+    if (ev->type == AD_EV_DONE)
+        return ad_buf_puts(&c->out, "data: [DONE]\n\n");
+    if (ev->type == AD_EV_COMMENT)
+        return 0;
+    if (ad_buf_puts(&c->out, "data: ") != 0 || ad_buf_append(&c->out, ev->data, ev->len) != 0)
+        return -1;
+    return ad_buf_puts(&c->out, "\n\n");
 }
 
 static void on_up_headers(void *ud, int status, const char *ctype, const char *retry_after)
@@ -168,6 +185,11 @@ static void on_up_headers(void *ud, int status, const char *ctype, const char *r
         snprintf(c->retry_after, sizeof(c->retry_after), "%s", retry_after);
     if (c->areq.stream && status >= 200 && status < 300) {
         c->streaming = 1;
+        c->st.req = &c->areq;
+        if (c->stream_ad->state_size > 0) {
+            c->st.priv = h2o_mem_alloc_pool(&c->req->pool, c->stream_ad->state_size);
+            memset(c->st.priv, 0, c->stream_ad->state_size);
+        }
         c->stream_ad->stream_init(&c->st, &c->areq);
         c->st.emit = on_event;
         c->st.emit_ud = c;
@@ -447,20 +469,48 @@ static const gw_route_t *route_for(gw_reqctx_t *rc, ad_deployment_t *dep)
     return r;
 }
 
+/* OpenAI-compatible upstreams: prebuilt URL and headers, the client's bytes with two splices */
+static int prepare_passthrough(gw_call_t *c, gw_xfer_opts_t *o)
+{
+    o->url = c->areq.op == AD_OP_EMBEDDINGS ? c->route->url_embeddings : c->route->url_chat;
+    o->headers = c->route->headers;
+    if (ad_openai_splice_body(&c->areq, c->dep.upstream_model, &c->upbody) != 0)
+        return gw_reply_error(c->req, GW_ERR_TOO_LARGE, "request too large to forward", NULL);
+    o->body = c->upbody.data;
+    o->body_len = c->upbody.len;
+    return 0;
+}
+
+/* Every other provider: the adapter builds method, URL, headers and body */
+static int prepare_translated(gw_call_t *c, gw_xfer_opts_t *o)
+{
+    char err[256];
+    ad_http_request_init(&c->hreq, c->w->server->cfg->server.max_request_body * 2 + 65536);
+    c->has_hreq = 1;
+    if (c->route->ad->build_request(&c->areq, &c->dep, &c->hreq, err, sizeof(err)) != 0)
+        return gw_reply_error(c->req, GW_ERR_BAD_REQUEST, err, NULL);
+    c->hreq_headers = curl_slist_append(NULL, "Expect:");
+    c->hreq_headers = curl_slist_append(c->hreq_headers, "Accept:");
+    for (size_t i = 0; i < c->hreq.n_headers; i++)
+        c->hreq_headers = curl_slist_append(c->hreq_headers, c->hreq.headers[i].data);
+    o->method = c->hreq.method != NULL ? c->hreq.method : "POST";
+    o->url = c->hreq.url.data;
+    o->headers = c->hreq_headers;
+    o->body = c->hreq.body.data != NULL ? c->hreq.body.data : "";
+    o->body_len = c->hreq.body.len;
+    return 0;
+}
+
 static int start_upstream(gw_call_t *c)
 {
     const gw_server_settings_t *ss = &c->w->server->cfg->server;
     const gw_deployment_t *d = c->route->dep;
-    gw_xfer_opts_t o = {.method = "POST",
-                        .url = c->areq.op == AD_OP_EMBEDDINGS ? c->route->url_embeddings : c->route->url_chat,
-                        .headers = c->route->headers,
-                        .connect_timeout_ms = (long)ss->connect_timeout_ms};
+    gw_xfer_opts_t o = {.method = "POST", .connect_timeout_ms = (long)ss->connect_timeout_ms};
     double t = c->areq.stream && d->stream_timeout_s > 0 ? d->stream_timeout_s : d->timeout_s;
     o.timeout_ms = t > 0 ? (long)(t * 1000) : (long)ss->upstream_timeout_ms;
-    if (ad_openai_splice_body(&c->areq, c->dep.upstream_model, &c->upbody) != 0)
-        return gw_reply_error(c->req, GW_ERR_TOO_LARGE, "request too large to forward", NULL);
-    o.body = c->upbody.data;
-    o.body_len = c->upbody.len;
+    int rc = c->route->ad->caps & AD_CAP_PASSTHROUGH ? prepare_passthrough(c, &o) : prepare_translated(c, &o);
+    if (rc != 0)
+        return rc;
     c->rc->upstream_start_ns = gw_now_ns();
     c->xfer = gw_upstream_start(c->w->up, &o, &xfer_cbs, c);
     if (c->xfer == NULL)
@@ -499,6 +549,8 @@ int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
     c->stream_ad = route->is_mock ? &ad_openai : route->ad;
     c->dep = dep;
     c->areq = areq;
+    c->areq.now = (int64_t)time(NULL);
+    c->areq.request_id = rc->rid;
     c->gen.proceed = on_proceed;
     c->gen.stop = on_stop;
     c->flush_d.cb = on_flush_deferred;
