@@ -540,6 +540,13 @@ int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
     }
     rc->provider = route->dep->provider;
     rc->deployment = dep.upstream_model;
+    if (route->ad == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "The model `%s` uses provider '%s', which this gateway does not support yet",
+                 rc->model, route->dep->provider);
+        rc->error = "unsupported_provider";
+        return gw_reply_error(req, GW_ERR_BAD_REQUEST, msg, "model"), 0;
+    }
     gw_call_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
     memset(c, 0, sizeof(*c));
     c->rc = rc;

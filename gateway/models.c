@@ -9,6 +9,48 @@
 
 #define DEFAULT_OPENAI_BASE "https://api.openai.com/v1"
 
+/*
+ * What LiteLLM fills in when a deployment leaves it out: the provider's public base URL and the
+ * environment variable that holds its key. Data, not code: one row per provider.
+ */
+static const struct {
+    const char *provider, *api_base, *key_env;
+} provider_defaults[] = {
+    {"openai", "https://api.openai.com/v1", "OPENAI_API_KEY"},
+    {"text-completion-openai", "https://api.openai.com/v1", "OPENAI_API_KEY"},
+    {"groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"},
+    {"mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"},
+    {"together_ai", "https://api.together.xyz/v1", "TOGETHERAI_API_KEY"},
+    {"deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"},
+    {"openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"},
+    {"fireworks_ai", "https://api.fireworks.ai/inference/v1", "FIREWORKS_AI_API_KEY"},
+    {"xai", "https://api.x.ai/v1", "XAI_API_KEY"},
+    {"perplexity", "https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"},
+    {"cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"},
+    {"nvidia_nim", "https://integrate.api.nvidia.com/v1", "NVIDIA_NIM_API_KEY"},
+    {"github", "https://models.inference.ai.azure.com", "GITHUB_API_KEY"},
+    {"lm_studio", "http://localhost:1234/v1", "LM_STUDIO_API_KEY"},
+    {"hosted_vllm", "http://localhost:8000/v1", "HOSTED_VLLM_API_KEY"},
+    {"vllm", "http://localhost:8000/v1", "HOSTED_VLLM_API_KEY"},
+    {"llamafile", "http://localhost:8080/v1", NULL},
+    {"anthropic", NULL, "ANTHROPIC_API_KEY"},
+    {"gemini", NULL, "GEMINI_API_KEY"},
+    {"azure", NULL, "AZURE_API_KEY"},
+    {"openwebui", NULL, "OPENWEBUI_API_KEY"},
+};
+
+/* litellm_params that fall back to environment variables (AWS's standard names for Bedrock). */
+static const struct {
+    const char *provider, *param, *env;
+} param_env[] = {
+    {"bedrock", "aws_access_key_id", "AWS_ACCESS_KEY_ID"},
+    {"bedrock", "aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"},
+    {"bedrock", "aws_session_token", "AWS_SESSION_TOKEN"},
+    {"bedrock", "aws_region_name", "AWS_REGION"},
+    {"bedrock", "aws_region_name", "AWS_DEFAULT_REGION"},
+    {"azure", "api_version", "AZURE_API_VERSION"},
+};
+
 static uint64_t hash_name(const char *s, size_t len)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -28,14 +70,48 @@ static char *join_url(const char *base, const char *suffix)
     return u;
 }
 
+/* Start-up only (before any worker runs): getenv is safe here. */
+static void apply_defaults(gw_route_t *r, const gw_deployment_t *d)
+{
+    for (size_t i = 0; i < sizeof(provider_defaults) / sizeof(provider_defaults[0]); i++) {
+        if (strcmp(provider_defaults[i].provider, d->provider) != 0)
+            continue;
+        if (r->addep.api_base == NULL)
+            r->addep.api_base = provider_defaults[i].api_base;
+        if (r->addep.api_key == NULL && provider_defaults[i].key_env != NULL)
+            r->addep.api_key = getenv(provider_defaults[i].key_env);
+    }
+    for (size_t i = 0; i < sizeof(param_env) / sizeof(param_env[0]); i++) {
+        const char *v = getenv(param_env[i].env);
+        json_t *cur = r->params != NULL ? json_object_get(r->params, param_env[i].param) : NULL;
+        if (strcmp(param_env[i].provider, d->provider) != 0 || v == NULL || (cur != NULL && !json_is_null(cur)))
+            continue;
+        if (r->params == NULL)
+            r->params = d->litellm_params != NULL ? json_deep_copy(d->litellm_params) : json_object();
+        json_object_set_new(r->params, param_env[i].param, json_string(v));
+    }
+    if (r->params != NULL)
+        r->addep.params = r->params;
+    if (strcmp(d->provider, "azure") == 0 && r->addep.api_version == NULL) {
+        json_t *v = r->params != NULL ? json_object_get(r->params, "api_version") : NULL;
+        if (json_is_string(v))
+            r->addep.api_version = json_string_value(v);
+    }
+}
+
 static int build_route(gw_route_t *r, const gw_deployment_t *d, char *err, size_t errlen)
 {
     r->dep = d;
     r->ad = ad_adapter_find(d->provider);
     if (r->ad == NULL) {
-        snprintf(err, errlen, "model_list[%zu] (%s): provider '%s' is not supported yet", d->index,
-                 d->model_name, d->provider);
-        return -1;
+        /* served configs keep working for every other model; requests for this one get a clear
+         * error (call.c) and the start-up log names it */
+        fprintf(stderr,
+                "{\"level\":\"warn\",\"msg\":\"provider not supported yet; requests for this model will "
+                "fail\",\"model_list_index\":%zu,\"provider\":\"%s\"}\n",
+                d->index, d->provider);
+        r->dep = d;
+        return 0;
     }
     r->is_mock = r->ad == &ad_mock;
     r->wildcard = d->upstream_model != NULL && strchr(d->upstream_model, '*') != NULL;
@@ -45,7 +121,8 @@ static int build_route(gw_route_t *r, const gw_deployment_t *d, char *err, size_
     r->addep.api_key = d->api_key;
     r->addep.api_version = d->api_version;
     r->addep.params = d->litellm_params;
-    const char *base = d->api_base != NULL ? d->api_base : DEFAULT_OPENAI_BASE;
+    apply_defaults(r, d);
+    const char *base = r->addep.api_base != NULL ? r->addep.api_base : DEFAULT_OPENAI_BASE;
     r->url_chat = join_url(base, "/chat/completions");
     r->url_embeddings = join_url(base, "/embeddings");
     if (r->url_chat == NULL || r->url_embeddings == NULL)
@@ -53,12 +130,13 @@ static int build_route(gw_route_t *r, const gw_deployment_t *d, char *err, size_
     r->headers = curl_slist_append(NULL, "Content-Type: application/json");
     r->headers = curl_slist_append(r->headers, "Expect:");
     r->headers = curl_slist_append(r->headers, "Accept:");
-    if (d->api_key != NULL && d->api_key[0] != '\0') {
-        size_t n = strlen(d->api_key) + 32;
+    const char *key = r->addep.api_key;
+    if (key != NULL && key[0] != '\0') {
+        size_t n = strlen(key) + 32;
         char *h = malloc(n);
         if (h == NULL)
             return -1;
-        snprintf(h, n, "Authorization: Bearer %s", d->api_key);
+        snprintf(h, n, "Authorization: Bearer %s", key);
         r->headers = curl_slist_append(r->headers, h);
         explicit_bzero(h, n);
         free(h);
@@ -142,6 +220,7 @@ void gw_models_destroy(gw_models_t *m)
         free(m->routes[i].url_chat);
         free(m->routes[i].url_embeddings);
         curl_slist_free_all(m->routes[i].headers);
+        json_decref(m->routes[i].params);
     }
     for (size_t i = 0; i < m->n_groups; i++) {
         free(m->groups[i].name);

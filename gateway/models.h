@@ -24,6 +24,7 @@ typedef struct gw_route {
     char *url_chat;             /* api_base + "/chat/completions" (for passthrough adapters) */
     char *url_embeddings;       /* api_base + "/embeddings" */
     struct curl_slist *headers; /* Authorization, Content-Type, Expect: */
+    json_t *params; /* litellm_params with environment fallbacks, when any applied (owned) */
     int is_mock;
     int wildcard; /* upstream_model contains '*' to be filled per request */
 } gw_route_t;
