@@ -22,6 +22,7 @@
 
 #include "adapters/mock.h"
 #include "adapters/openai.h"
+#include "adapters/surface.h"
 #include "gateway/errors.h"
 #include "gateway/models.h"
 #include "gateway/upstream.h"
@@ -49,6 +50,10 @@ typedef struct gw_call {
     ad_buf_t resp;    /* buffered non-stream body, or an error body */
     ad_buf_t out;     /* stream bytes not yet handed to h2o */
     ad_buf_t sending; /* stream bytes h2o is sending */
+    ad_buf_t inbody;  /* non-OpenAI surfaces: the client's request translated to OpenAI's */
+    ad_buf_t conv;    /* non-OpenAI surfaces: the response translated back */
+    ad_anthropic_enc_t enc;
+    int has_enc;
     int up_status;
     char retry_after[64];
     char errmsg[256];
@@ -69,6 +74,7 @@ typedef struct gw_call {
 } gw_call_t;
 
 static void flush(gw_call_t *c);
+static int on_event(void *ud, const ad_event_t *ev);
 
 /* ---- teardown ---------------------------------------------------------------------------- */
 
@@ -98,6 +104,12 @@ static void call_teardown(void *obj)
     }
     if (c->has_plan)
         ad_mock_plan_free(&c->plan);
+    if (c->has_enc) {
+        ad_anthropic_enc_free(&c->enc);
+        c->has_enc = 0;
+    }
+    ad_buf_free(&c->inbody);
+    ad_buf_free(&c->conv);
     ad_buf_free(&c->upbody);
     ad_buf_free(&c->resp);
     ad_buf_free(&c->out);
@@ -112,9 +124,34 @@ static void add_header(h2o_req_t *req, const char *name, const char *value)
                           h2o_strdup(&req->pool, value, SIZE_MAX).base, strlen(value));
 }
 
+/* Translates an OpenAI response or error body into the client's surface; NULL when nothing to do. */
+static const ad_buf_t *convert_body(gw_call_t *c, int status, const char *body, size_t len)
+{
+    gw_reqctx_t *rc = c->rc;
+    if (rc->surface == GW_SURFACE_OPENAI)
+        return NULL;
+    ad_buf_reset(&c->conv);
+    if (status >= 400) {
+        gw_surface_error_body(rc, status, body, len, &c->conv);
+    } else if (rc->surface == GW_SURFACE_ANTHROPIC) {
+        if (ad_anthropic_in_response(body, len, rc->model, &c->conv) != 0)
+            ad_buf_reset(&c->conv);
+    } else {
+        int64_t ms = (int64_t)((gw_now_ns() - rc->start_ns) / 1000000);
+        if (ad_simple_out_response(body, len, rc->provider, rc->model, ms, &c->conv) != 0)
+            ad_buf_reset(&c->conv);
+    }
+    return c->conv.len > 0 ? &c->conv : NULL;
+}
+
 static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
 {
     h2o_req_t *req = c->req;
+    const ad_buf_t *conv = convert_body(c, status, body, len);
+    if (conv != NULL) {
+        body = conv->data;
+        len = conv->len;
+    }
     req->res.status = status;
     req->res.reason = status < 400 ? "OK" : "Error";
     req->res.content_length = len;
@@ -142,8 +179,9 @@ static void append_error_event(gw_call_t *c, gw_err_t e, const char *msg)
     ad_buf_t j;
     ad_buf_init(&j, 64 * 1024);
     gw_err_json(&j, e, msg, NULL);
-    c->out.max += j.len + 16; /* the closing event always fits, whatever the ceiling */
-    ad_buf_appendf(&c->out, "data: %s\n\n", j.data);
+    c->out.max += 2 * j.len + 256; /* the closing event always fits, whatever the ceiling */
+    ad_event_t ev = {.type = AD_EV_ERROR, .data = j.data, .len = j.len};
+    on_event(c, &ev);
     ad_buf_free(&j);
     c->rc->error = gw_err_info(e)->code;
 }
@@ -160,9 +198,26 @@ static gw_err_t err_for_curl(CURLcode rc)
 
 /* ---- upstream callbacks ------------------------------------------------------------------ */
 
+/* Anthropic clients get Anthropic's event sequence, encoded from every chunk (usage included). */
+static int on_event_anthropic(gw_call_t *c, const ad_event_t *ev)
+{
+    switch (ev->type) {
+    case AD_EV_CHUNK: /* 1 = the stream already ended with an error: later chunks are dropped */
+        return ad_anthropic_enc_chunk(&c->enc, ev->data, ev->len, &c->out) < 0 ? -1 : 0;
+    case AD_EV_DONE:
+        return ad_anthropic_enc_finish(&c->enc, &c->out);
+    case AD_EV_ERROR:
+        return ad_anthropic_enc_abort(&c->enc, ev->data, ev->len, &c->out);
+    default:
+        return 0;
+    }
+}
+
 static int on_event(void *ud, const ad_event_t *ev)
 {
     gw_call_t *c = ud;
+    if (c->has_enc)
+        return on_event_anthropic(c, ev);
     if (ev->hidden)
         return 0;
     if (ev->raw != NULL)
@@ -191,6 +246,10 @@ static void on_up_headers(void *ud, int status, const char *ctype, const char *r
             memset(c->st.priv, 0, c->stream_ad->state_size);
         }
         c->stream_ad->stream_init(&c->st, &c->areq);
+        if (c->rc->surface == GW_SURFACE_ANTHROPIC) {
+            ad_anthropic_enc_init(&c->enc, c->rc->model, c->rc->rid);
+            c->has_enc = 1;
+        }
         c->st.emit = on_event;
         c->st.emit_ud = c;
     }
@@ -410,7 +469,7 @@ static int start_mock(gw_call_t *c)
     if (ad_mock_plan(&c->areq, &c->dep, c->rc->rid, (long long)time(NULL), &c->plan, err, sizeof(err)) !=
         0) {
         ad_mock_plan_free(&c->plan);
-        return gw_reply_error(c->req, GW_ERR_BAD_REQUEST, err, NULL);
+        return gw_request_error(c->rc, GW_ERR_BAD_REQUEST, err, NULL);
     }
     c->has_plan = 1;
     mock_schedule(c, c->plan.ttft_ms > 0 ? (uint64_t)c->plan.ttft_ms : 0);
@@ -419,42 +478,68 @@ static int start_mock(gw_call_t *c)
 
 /* ---- entry ------------------------------------------------------------------------------- */
 
-static int check_body(gw_reqctx_t *rc, ad_op_t op, ad_request_t *areq)
+static int check_size(gw_reqctx_t *rc)
 {
     h2o_req_t *req = rc->req;
     size_t max = rc->w->server->cfg->server.max_request_body;
     if (req->entity.base == NULL || req->entity.len == 0)
-        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "request body is empty; expected a JSON object", NULL);
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "request body is empty; expected a JSON object", NULL);
     if (req->entity.len > max) {
         char msg[128];
         snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes", req->entity.len,
                  max);
-        return gw_reply_error(req, GW_ERR_TOO_LARGE, msg, NULL);
+        return gw_request_error(rc, GW_ERR_TOO_LARGE, msg, NULL);
     }
-    size_t off = 0;
-    if (ad_request_scan(op, req->entity.base, req->entity.len, areq, &off) != 0) {
-        char msg[128];
-        snprintf(msg, sizeof(msg), "request body is not a valid JSON object (error at byte %zu)", off);
-        return gw_reply_error(req, GW_ERR_BAD_JSON, msg, NULL);
-    }
-    if (areq->model.type != AD_J_STRING)
-        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "you must provide a model parameter", "model");
-    if (op == AD_OP_CHAT && areq->messages.type != AD_J_ARRAY)
-        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "'messages' is a required property and must be an array",
-                              "messages");
-    if (op == AD_OP_EMBEDDINGS && areq->messages.type != AD_J_STRING && areq->messages.type != AD_J_ARRAY)
-        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "'input' is a required property", "input");
-    if (ad_json_span_string(areq->model, rc->model, sizeof(rc->model)) < 0)
-        return gw_reply_error(req, GW_ERR_BAD_REQUEST, "model name is too long", "model");
     return 0;
 }
 
-static const gw_route_t *route_for(gw_reqctx_t *rc, ad_deployment_t *dep)
+static int check_body(gw_reqctx_t *rc, ad_op_t op, const char *body, size_t len, ad_request_t *areq)
+{
+    size_t off = 0;
+    if (ad_request_scan(op, body, len, areq, &off) != 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "request body is not a valid JSON object (error at byte %zu)", off);
+        return gw_request_error(rc, GW_ERR_BAD_JSON, msg, NULL);
+    }
+    if (areq->model.type != AD_J_STRING)
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "you must provide a model parameter", "model");
+    if (op == AD_OP_CHAT && areq->messages.type != AD_J_ARRAY)
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "'messages' is a required property and must be an array",
+                                "messages");
+    if (op == AD_OP_EMBEDDINGS && areq->messages.type != AD_J_STRING && areq->messages.type != AD_J_ARRAY)
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "'input' is a required property", "input");
+    if (ad_json_span_string(areq->model, rc->model, sizeof(rc->model)) < 0)
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "model name is too long", "model");
+    return 0;
+}
+
+/* Anthropic and simple-contract clients: their request becomes an OpenAI chat body in c->inbody. */
+static int translate_inbound(gw_call_t *c, char *provider, size_t provider_cap)
+{
+    h2o_req_t *req = c->req;
+    char err[300] = "";
+    int rc = c->rc->surface == GW_SURFACE_ANTHROPIC
+                 ? ad_anthropic_in_request(req->entity.base, req->entity.len, &c->inbody, err, sizeof(err))
+                 : ad_simple_in_request(req->entity.base, req->entity.len, &c->inbody, provider, provider_cap, err,
+                                        sizeof(err));
+    if (rc != 0)
+        return gw_request_error(c->rc, err[0] ? GW_ERR_BAD_REQUEST : GW_ERR_BAD_JSON,
+                                err[0] ? err : "request body is not valid JSON", NULL);
+    return 0;
+}
+
+static const gw_route_t *route_for(gw_reqctx_t *rc, const char *provider, ad_deployment_t *dep)
 {
     const char *star = NULL;
     size_t star_len = 0;
-    const gw_model_group_t *g =
-        gw_models_lookup(rc->w->server->models, rc->model, strlen(rc->model), &star, &star_len);
+    const gw_models_t *models = rc->w->server->models;
+    const gw_model_group_t *g = gw_models_lookup(models, rc->model, strlen(rc->model), &star, &star_len);
+    if (g == NULL && provider != NULL && provider[0] != '\0') { /* /v1/chat: {provider, model} */
+        char full[300];
+        int n = snprintf(full, sizeof(full), "%s/%s", provider, rc->model);
+        if (n > 0 && (size_t)n < sizeof(full))
+            g = gw_models_lookup(models, full, (size_t)n, &star, &star_len);
+    }
     if (g == NULL)
         return NULL;
     const gw_route_t *r = gw_models_pick(g, gw_worker_rand(rc->w));
@@ -475,7 +560,7 @@ static int prepare_passthrough(gw_call_t *c, gw_xfer_opts_t *o)
     o->url = c->areq.op == AD_OP_EMBEDDINGS ? c->route->url_embeddings : c->route->url_chat;
     o->headers = c->route->headers;
     if (ad_openai_splice_body(&c->areq, c->dep.upstream_model, &c->upbody) != 0)
-        return gw_reply_error(c->req, GW_ERR_TOO_LARGE, "request too large to forward", NULL);
+        return gw_request_error(c->rc, GW_ERR_TOO_LARGE, "request too large to forward", NULL);
     o->body = c->upbody.data;
     o->body_len = c->upbody.len;
     return 0;
@@ -488,7 +573,7 @@ static int prepare_translated(gw_call_t *c, gw_xfer_opts_t *o)
     ad_http_request_init(&c->hreq, c->w->server->cfg->server.max_request_body * 2 + 65536);
     c->has_hreq = 1;
     if (c->route->ad->build_request(&c->areq, &c->dep, &c->hreq, err, sizeof(err)) != 0)
-        return gw_reply_error(c->req, GW_ERR_BAD_REQUEST, err, NULL);
+        return gw_request_error(c->rc, GW_ERR_BAD_REQUEST, err, NULL);
     c->hreq_headers = curl_slist_append(NULL, "Expect:");
     c->hreq_headers = curl_slist_append(c->hreq_headers, "Accept:");
     for (size_t i = 0; i < c->hreq.n_headers; i++)
@@ -514,29 +599,43 @@ static int start_upstream(gw_call_t *c)
     c->rc->upstream_start_ns = gw_now_ns();
     c->xfer = gw_upstream_start(c->w->up, &o, &xfer_cbs, c);
     if (c->xfer == NULL)
-        return gw_reply_error(c->req, GW_ERR_INTERNAL, "could not start the upstream request", NULL);
+        return gw_request_error(c->rc, GW_ERR_INTERNAL, "could not start the upstream request", NULL);
     return 0;
 }
 
-int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
+static gw_call_t *call_new(gw_reqctx_t *rc)
 {
     h2o_req_t *req = rc->req;
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
-        return gw_reply_error(req, GW_ERR_METHOD, "use POST for this endpoint", NULL), 0;
-    if (gw_request_authorize(rc) != 0)
-        return 0;
-    ad_request_t areq;
-    if (check_body(rc, op, &areq) != 0)
-        return 0;
-    rc->stream = areq.stream;
+    gw_call_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->rc = rc;
+    c->req = req;
+    c->w = rc->w;
+    c->gen.proceed = on_proceed;
+    c->gen.stop = on_stop;
+    c->flush_d.cb = on_flush_deferred;
+    const gw_server_settings_t *ss = &c->w->server->cfg->server;
+    ad_buf_init(&c->inbody, ss->max_request_body * 2 + 65536);
+    ad_buf_init(&c->conv, ss->max_response_body);
+    ad_buf_init(&c->upbody, ss->max_request_body * 2 + 65536);
+    ad_buf_init(&c->resp, ss->max_response_body);
+    ad_buf_init(&c->out, HIGH_WATER + (16u << 20)); /* one upstream read past the mark, bounded */
+    ad_buf_init(&c->sending, HIGH_WATER + (16u << 20));
+    rc->teardown = call_teardown;
+    rc->teardown_obj = c;
+    return c;
+}
+
+static int bind_route(gw_call_t *c, const char *provider)
+{
+    gw_reqctx_t *rc = c->rc;
     ad_deployment_t dep;
-    const gw_route_t *route = route_for(rc, &dep);
+    const gw_route_t *route = route_for(rc, provider, &dep);
     if (route == NULL) {
         char msg[256];
         snprintf(msg, sizeof(msg), "The model `%s` does not exist or is not configured on this gateway",
                  rc->model);
-        rc->error = "model_not_found";
-        return gw_reply_error(req, GW_ERR_MODEL_NOT_FOUND, msg, "model"), 0;
+        return gw_request_error(rc, GW_ERR_MODEL_NOT_FOUND, msg, "model");
     }
     rc->provider = route->dep->provider;
     rc->deployment = dep.upstream_model;
@@ -545,30 +644,37 @@ int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
         snprintf(msg, sizeof(msg), "The model `%s` uses provider '%s', which this gateway does not support yet",
                  rc->model, route->dep->provider);
         rc->error = "unsupported_provider";
-        return gw_reply_error(req, GW_ERR_BAD_REQUEST, msg, "model"), 0;
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, msg, "model");
     }
-    gw_call_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
-    memset(c, 0, sizeof(*c));
-    c->rc = rc;
-    c->req = req;
-    c->w = rc->w;
     c->route = route;
     c->stream_ad = route->is_mock ? &ad_openai : route->ad;
     c->dep = dep;
-    c->areq = areq;
+    return 0;
+}
+
+int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
+{
+    h2o_req_t *req = rc->req;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
+        return gw_request_error(rc, GW_ERR_METHOD, "use POST for this endpoint", NULL), 0;
+    if (gw_request_authorize(rc) != 0 || check_size(rc) != 0)
+        return 0;
+    gw_call_t *c = call_new(rc);
+    const char *body = req->entity.base;
+    size_t len = req->entity.len;
+    char provider[64] = "";
+    if (rc->surface != GW_SURFACE_OPENAI) {
+        if (translate_inbound(c, provider, sizeof(provider)) != 0)
+            return 0;
+        body = c->inbody.data;
+        len = c->inbody.len;
+    }
+    if (check_body(rc, op, body, len, &c->areq) != 0 || bind_route(c, provider) != 0)
+        return 0;
+    rc->stream = c->areq.stream;
     c->areq.now = (int64_t)time(NULL);
     c->areq.request_id = rc->rid;
-    c->gen.proceed = on_proceed;
-    c->gen.stop = on_stop;
-    c->flush_d.cb = on_flush_deferred;
-    const gw_server_settings_t *ss = &c->w->server->cfg->server;
-    ad_buf_init(&c->upbody, ss->max_request_body + 4096);
-    ad_buf_init(&c->resp, ss->max_response_body);
-    ad_buf_init(&c->out, HIGH_WATER + (16u << 20)); /* one upstream read past the mark, bounded */
-    ad_buf_init(&c->sending, HIGH_WATER + (16u << 20));
-    rc->teardown = call_teardown;
-    rc->teardown_obj = c;
-    if (route->is_mock)
+    if (c->route->is_mock)
         return start_mock(c), 0;
     return start_upstream(c), 0;
 }

@@ -16,6 +16,8 @@
 typedef enum route_kind {
     R_CHAT,
     R_EMBEDDINGS,
+    R_MESSAGES,
+    R_SIMPLE,
     R_MODELS,
     R_LIVE,
     R_READY,
@@ -36,6 +38,9 @@ static const struct {
 } routes[] = {
     {"/v1/chat/completions", R_CHAT, 1},
     {"/v1/embeddings", R_EMBEDDINGS, 1},
+    {"/v1/messages", R_MESSAGES, 1}, /* Anthropic's Messages API, served by any backend */
+    {"/anthropic/v1/messages", R_MESSAGES, 0},
+    {"/v1/chat", R_SIMPLE, 1}, /* after /v1/chat/completions: h2o takes the first prefix match */
     {"/v1/models", R_MODELS, 1},
     {"/health/liveliness", R_LIVE, 0},
     {"/health/liveness", R_LIVE, 0},
@@ -82,6 +87,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return gw_call_handle(rc, AD_OP_CHAT);
     case R_EMBEDDINGS:
         return gw_call_handle(rc, AD_OP_EMBEDDINGS);
+    case R_MESSAGES:
+        rc->surface = GW_SURFACE_ANTHROPIC;
+        return gw_call_handle(rc, AD_OP_CHAT);
+    case R_SIMPLE:
+        rc->surface = GW_SURFACE_SIMPLE;
+        return gw_call_handle(rc, AD_OP_CHAT);
     case R_MODELS:
         return handle_models(rc, h);
     case R_LIVE: {

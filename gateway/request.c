@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adapters/surface.h"
 #include "gateway/errors.h"
 
 uint64_t gw_now_ns(void)
@@ -155,7 +156,7 @@ int gw_request_authorize(gw_reqctx_t *rc)
     h2o_iovec_t key = presented_key(rc->req);
     if (key.base == NULL || key.len == 0) {
         rc->error = "missing_api_key";
-        return gw_reply_error(rc->req, GW_ERR_NO_KEY,
+        return gw_request_error(rc, GW_ERR_NO_KEY,
                               "Authentication error: no API key provided. Pass it as 'Authorization: Bearer "
                               "<key>'.",
                               NULL);
@@ -164,7 +165,42 @@ int gw_request_authorize(gw_reqctx_t *rc)
     SHA256((const unsigned char *)key.base, key.len, h); /* equal-length digests: no length leak */
     if (CRYPTO_memcmp(h, s->master_key_hash, sizeof(h)) != 0) {
         rc->error = "invalid_api_key";
-        return gw_reply_error(rc->req, GW_ERR_BAD_KEY, "Authentication error: invalid API key.", NULL);
+        return gw_request_error(rc, GW_ERR_BAD_KEY, "Authentication error: invalid API key.", NULL);
     }
     return 0;
+}
+
+void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len, ad_buf_t *out)
+{
+    switch (rc->surface) {
+    case GW_SURFACE_ANTHROPIC:
+        ad_anthropic_error_body(status, openai_json, len, out);
+        break;
+    case GW_SURFACE_SIMPLE:
+        ad_simple_error_body(openai_json, len, rc->provider != NULL ? rc->provider : "", out);
+        break;
+    case GW_SURFACE_OPENAI:
+        break;
+    }
+}
+
+int gw_request_error(gw_reqctx_t *rc, gw_err_t e, const char *message, const char *param)
+{
+    if (rc->error == NULL)
+        rc->error = gw_err_info(e)->code;
+    if (rc->surface == GW_SURFACE_OPENAI)
+        return gw_reply_error(rc->req, e, message, param);
+    ad_buf_t oai, out;
+    ad_buf_init(&oai, 64 * 1024);
+    ad_buf_init(&out, 64 * 1024);
+    gw_err_json(&oai, e, message, param);
+    gw_surface_error_body(rc, gw_err_info(e)->status, oai.data, oai.len, &out);
+    const gw_err_info_t *info = gw_err_info(e);
+    if (out.len > 0)
+        gw_reply_json(rc->req, info->status, info->reason, out.data, out.len);
+    else
+        gw_reply_json(rc->req, info->status, info->reason, oai.data, oai.len);
+    ad_buf_free(&oai);
+    ad_buf_free(&out);
+    return -1;
 }

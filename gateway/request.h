@@ -13,9 +13,17 @@
 #include <stdint.h>
 
 #include "adapters/adapter.h"
+#include "gateway/errors.h"
 #include "gateway/server.h"
 
 typedef struct gw_reqctx gw_reqctx_t;
+
+/** Which API shape the client speaks; inside, every call is OpenAI's chat format. */
+typedef enum gw_surface {
+    GW_SURFACE_OPENAI = 0,
+    GW_SURFACE_ANTHROPIC, /* POST /v1/messages */
+    GW_SURFACE_SIMPLE,    /* POST /v1/chat */
+} gw_surface_t;
 
 struct gw_reqctx {
     h2o_req_t *req;
@@ -31,6 +39,7 @@ struct gw_reqctx {
     ad_usage_t usage;
     int stream;
     int upstream_status;
+    gw_surface_t surface;
     /** Tears down work attached to the request (upstream transfer, timers); may be NULL. */
     void (*teardown)(void *obj);
     void *teardown_obj;
@@ -41,6 +50,17 @@ gw_reqctx_t *gw_request_begin(h2o_req_t *req);
 
 /** Monotonic clock in ns. */
 uint64_t gw_now_ns(void);
+
+/**
+ * Replies with error e in the client's surface shape (OpenAI's by default, Anthropic's on
+ * /v1/messages, the simple contract's on /v1/chat) and returns -1.
+ */
+int gw_request_error(gw_reqctx_t *rc, gw_err_t e, const char *message, const char *param);
+
+/**
+ * Converts an OpenAI error body into the surface's error shape (out left empty for OpenAI).
+ */
+void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len, ad_buf_t *out);
 
 /** Checks the master key (constant time). 0 ok; otherwise replies 401 and returns -1. */
 int gw_request_authorize(gw_reqctx_t *rc);
