@@ -261,6 +261,8 @@ static size_t on_up_data(void *ud, const char *p, size_t n)
     if (c->rc->first_byte_ns == 0)
         c->rc->first_byte_ns = gw_now_ns();
     if (!c->streaming) {
+        if (c->resp.data == NULL)
+            ad_buf_reserve(&c->resp, n > 16384 ? n : 16384);
         if (ad_buf_append(&c->resp, p, n) != 0) {
             c->too_large = 1;
             return 0; /* aborts the transfer */
@@ -559,6 +561,7 @@ static int prepare_passthrough(gw_call_t *c, gw_xfer_opts_t *o)
 {
     o->url = c->areq.op == AD_OP_EMBEDDINGS ? c->route->url_embeddings : c->route->url_chat;
     o->headers = c->route->headers;
+    ad_buf_reserve(&c->upbody, c->areq.body_len + strlen(c->dep.upstream_model) + 64); /* one allocation */
     if (ad_openai_splice_body(&c->areq, c->dep.upstream_model, &c->upbody) != 0)
         return gw_request_error(c->rc, GW_ERR_TOO_LARGE, "request too large to forward", NULL);
     o->body = c->upbody.data;

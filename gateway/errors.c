@@ -51,13 +51,16 @@ int gw_err_json(ad_buf_t *out, gw_err_t e, const char *message, const char *para
 
 void gw_reply_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
 {
+    static h2o_generator_t generator = {NULL, NULL};
     req->res.status = status;
     req->res.reason = reason;
+    /* a known length keeps HTTP/1.1 connections alive: h2o only chunks 200 responses */
+    req->res.content_length = len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
                    H2O_STRLIT("application/json"));
-    char *copy = h2o_mem_alloc_pool(&req->pool, len);
-    memcpy(copy, body, len);
-    h2o_send_inline(req, copy, len);
+    h2o_iovec_t buf = h2o_strdup(&req->pool, body, len);
+    h2o_start_response(req, &generator);
+    h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
 int gw_reply_error(h2o_req_t *req, gw_err_t e, const char *message, const char *param)

@@ -27,7 +27,15 @@ static int id_char_ok(char ch)
            ch == '_' || ch == '.' || ch == ':';
 }
 
-/* A client's x-request-id is echoed when it is short and plain; otherwise we make one. */
+static char *put_hex(char *p, uint64_t v, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--)
+        p[i] = hex[(v >> (4 * (digits - 1 - i))) & 0xf];
+    return p + digits;
+}
+
+/* A client's x-request-id is echoed when it is short and plain; otherwise we make a UUIDv4. */
 static void assign_id(gw_reqctx_t *rc)
 {
     h2o_req_t *req = rc->req;
@@ -44,59 +52,119 @@ static void assign_id(gw_reqctx_t *rc)
         }
     }
     uint64_t a = gw_worker_rand(rc->w), b = gw_worker_rand(rc->w);
-    snprintf(rc->rid, sizeof(rc->rid), "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
-             (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff, (unsigned)((b >> 48) & 0x3fff) | 0x8000,
-             (unsigned long long)(b & 0xffffffffffffull));
+    char *p = rc->rid; /* formatted by hand: this runs on every request */
+    p = put_hex(p, a >> 32, 8);
+    *p++ = '-';
+    p = put_hex(p, a >> 16, 4);
+    *p++ = '-';
+    *p++ = '4';
+    p = put_hex(p, a, 3);
+    *p++ = '-';
+    p = put_hex(p, ((b >> 48) & 0x3fff) | 0x8000, 4);
+    *p++ = '-';
+    p = put_hex(p, b, 12);
+    *p = '\0';
+}
+
+static void put_u64(ad_buf_t *b, uint64_t v)
+{
+    char tmp[24], *p = tmp + sizeof(tmp);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    ad_buf_append(b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* milliseconds with microsecond precision, from nanoseconds, without floating point printf */
+static void put_ms(ad_buf_t *b, uint64_t ns)
+{
+    uint64_t us = ns / 1000;
+    char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10), (char)('0' + us % 10), '\0'};
+    put_u64(b, us / 1000);
+    ad_buf_append(b, ".", 1);
+    ad_buf_append(b, frac, 3);
+}
+
+static void put_key(ad_buf_t *b, const char *key)
+{
+    ad_buf_puts(b, key); /* keys are literals like ",\"status\":" */
 }
 
 static void log_json_str(ad_buf_t *b, const char *key, const char *v)
 {
     if (v == NULL || v[0] == '\0')
         return;
-    ad_buf_appendf(b, ",\"%s\":", key);
+    put_key(b, key);
     ad_buf_append_json_str(b, v, strlen(v));
+}
+
+/* "2026-11-30T21:49:55.819Z": the seconds part is formatted once per second per worker. */
+static void put_timestamp(gw_worker_t *w, ad_buf_t *b)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec != w->log_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(w->log_sec_text, sizeof(w->log_sec_text), "%Y-%m-%dT%H:%M:%S", &tm);
+        w->log_sec = now.tv_sec;
+    }
+    long ms = now.tv_nsec / 1000000;
+    char frac[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
+    ad_buf_puts(b, w->log_sec_text);
+    ad_buf_append(b, frac, 5);
 }
 
 static void write_log(gw_reqctx_t *rc)
 {
     h2o_req_t *req = rc->req;
-    char ts[40];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    ad_buf_t *b = &rc->w->logbuf;
+    size_t mark = b->len;
     uint64_t end = gw_now_ns();
-    ad_buf_t b;
-    ad_buf_init(&b, 8192);
-    ad_buf_appendf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":\"%s\"", ts,
-                   rc->rid);
-    ad_buf_puts(&b, ",\"method\":");
-    ad_buf_append_json_str(&b, req->method.base, req->method.len);
-    ad_buf_puts(&b, ",\"path\":");
-    ad_buf_append_json_str(&b, req->path_normalized.base, req->path_normalized.len < 256 ? req->path_normalized.len : 256);
-    log_json_str(&b, "model", rc->model);
-    log_json_str(&b, "provider", rc->provider);
-    log_json_str(&b, "deployment", rc->deployment);
-    ad_buf_appendf(&b, ",\"status\":%d,\"stream\":%s,\"duration_ms\":%.3f", req->res.status,
-                   rc->stream ? "true" : "false", (double)(end - rc->start_ns) / 1e6);
+    ad_buf_puts(b, "{\"ts\":\"");
+    put_timestamp(rc->w, b);
+    ad_buf_puts(b, "\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":\"");
+    ad_buf_puts(b, rc->rid);
+    ad_buf_puts(b, "\",\"method\":");
+    ad_buf_append_json_str(b, req->method.base, req->method.len);
+    ad_buf_puts(b, ",\"path\":");
+    ad_buf_append_json_str(b, req->path_normalized.base, req->path_normalized.len < 256 ? req->path_normalized.len : 256);
+    log_json_str(b, ",\"model\":", rc->model);
+    log_json_str(b, ",\"provider\":", rc->provider);
+    log_json_str(b, ",\"deployment\":", rc->deployment);
+    put_key(b, ",\"status\":");
+    put_u64(b, (uint64_t)req->res.status);
+    put_key(b, rc->stream ? ",\"stream\":true,\"duration_ms\":" : ",\"stream\":false,\"duration_ms\":");
+    put_ms(b, end - rc->start_ns);
     if (rc->upstream_start_ns) {
-        ad_buf_appendf(&b, ",\"upstream_status\":%d", rc->upstream_status);
-        if (rc->first_byte_ns)
-            ad_buf_appendf(&b, ",\"ttfb_ms\":%.3f", (double)(rc->first_byte_ns - rc->upstream_start_ns) / 1e6);
+        put_key(b, ",\"upstream_status\":");
+        put_u64(b, (uint64_t)rc->upstream_status);
+        if (rc->first_byte_ns) {
+            put_key(b, ",\"ttfb_ms\":");
+            put_ms(b, rc->first_byte_ns - rc->upstream_start_ns);
+        }
     }
-    if (rc->usage.prompt_tokens >= 0)
-        ad_buf_appendf(&b, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld",
-                       (long long)rc->usage.prompt_tokens, (long long)rc->usage.completion_tokens);
-    ad_buf_appendf(&b, ",\"bytes_in\":%zu,\"bytes_out\":%llu", req->entity.len,
-                   (unsigned long long)req->bytes_sent);
-    log_json_str(&b, "error", rc->error);
-    if (ad_buf_puts(&b, "}\n") == 0) {
-        ssize_t w = write(STDOUT_FILENO, b.data, b.len); /* one write: lines never interleave */
-        (void)w;
+    if (rc->usage.prompt_tokens >= 0) {
+        put_key(b, ",\"prompt_tokens\":");
+        put_u64(b, (uint64_t)rc->usage.prompt_tokens);
+        put_key(b, ",\"completion_tokens\":");
+        put_u64(b, (uint64_t)(rc->usage.completion_tokens > 0 ? rc->usage.completion_tokens : 0));
     }
-    ad_buf_free(&b);
+    put_key(b, ",\"bytes_in\":");
+    put_u64(b, req->entity.len);
+    put_key(b, ",\"bytes_out\":");
+    put_u64(b, req->bytes_sent);
+    log_json_str(b, ",\"error\":", rc->error);
+    if (ad_buf_puts(b, "}\n") != 0) {
+        b->len = mark; /* the buffer is full: write what it holds, then this line again */
+        gw_worker_flush_log(rc->w);
+        if (mark != 0)
+            write_log(rc);
+        return;
+    }
+    if (b->len >= GW_LOG_FLUSH_AT)
+        gw_worker_flush_log(rc->w);
 }
 
 static void on_request_dispose(void *p)

@@ -73,6 +73,20 @@ h2o_timeout_t *gw_worker_timeout(gw_worker_t *w, uint64_t ms)
     return w->timeouts[best]; /* table full: the nearest shorter duration */
 }
 
+void gw_worker_flush_log(gw_worker_t *w)
+{
+    size_t off = 0;
+    while (off < w->logbuf.len) { /* lines are whole: one line never spans two calls */
+        ssize_t n = write(STDOUT_FILENO, w->logbuf.data + off, w->logbuf.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* stdout gone: drop the log rather than the requests */
+        off += (size_t)n;
+    }
+    ad_buf_reset(&w->logbuf);
+}
+
 void gw_worker_request_done(gw_worker_t *w)
 {
     if (w->active > 0)
@@ -147,12 +161,26 @@ static void *worker_main(void *arg)
     h2o_socket_read_start(w->listener, on_accept);
     __atomic_store_n(&w->seq, 1, __ATOMIC_RELEASE); /* tells the main thread we are ready */
 
-    while (!(w->draining && (w->active == 0 || force_exit_flag(w))))
+    while (!(w->draining && (w->active == 0 || force_exit_flag(w)))) {
         h2o_evloop_run(w->loop, INT32_MAX);
+        if (w->logbuf.len > 0)
+            gw_worker_flush_log(w);
+    }
+    gw_worker_flush_log(w);
+    ad_buf_free(&w->logbuf);
 
     if (h2o_timeout_is_linked(drain_entry(w)))
         h2o_timeout_unlink(drain_entry(w));
     h2o_multithread_unregister_receiver(w->queue, &w->ctl);
+    if (w->active == 0) { /* forced exits leave live requests behind: their state stays */
+        gw_upstream_destroy(w->up);
+        for (size_t i = 0; i < w->n_timeouts; i++) {
+            if (h2o_linklist_is_empty(&w->timeouts[i]->_entries)) {
+                h2o_timeout_dispose(w->loop, w->timeouts[i]);
+                free(w->timeouts[i]);
+            }
+        }
+    }
     return NULL;
 }
 
@@ -236,6 +264,7 @@ int gw_server_run(gw_server_t *s)
         gw_worker_t *w = &s->workers[i];
         w->id = i;
         w->server = s;
+        ad_buf_init(&w->logbuf, 4u << 20);
         if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || (w->rng[0] | w->rng[1]) == 0)
             w->rng[0] = 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL), w->rng[1] = 0xbf58476d1ce4e5b9ull + i;
         if ((w->listen_fd = open_listener(ss->host, ss->port, err, sizeof(err))) < 0) {
@@ -286,6 +315,7 @@ void gw_server_destroy(gw_server_t *s)
     if (s == NULL)
         return;
     gw_models_destroy(s->models);
+    h2o_config_dispose(&s->globalconf);
     free(s->models_json);
     free(s->workers);
     free(s);

@@ -10,7 +10,11 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "adapters/buf.h"
 #include "gateway/config.h"
+
+/** The request log is flushed after every loop iteration, or sooner past this many bytes. */
+#define GW_LOG_FLUSH_AT (64u * 1024)
 
 struct gw_upstream;
 struct gw_models;
@@ -39,7 +43,9 @@ typedef struct gw_worker {
     h2o_timeout_t *timeouts[16]; /* lazily created fixed-duration lists, see gw_worker_timeout */
     uint64_t timeout_ms[16];
     size_t n_timeouts;
-    h2o_timeout_t zero_timeout; /* 0 ms list for deferred work */
+    ad_buf_t logbuf;      /* request log lines, written once per loop iteration */
+    time_t log_sec;       /* the second log_sec_text shows */
+    char log_sec_text[32];
 } gw_worker_t;
 
 struct gw_server {
@@ -71,6 +77,8 @@ void gw_server_destroy(gw_server_t *s);
 h2o_timeout_t *gw_worker_timeout(gw_worker_t *w, uint64_t ms);
 /** Next pseudo-random 64 bits (not for secrets). */
 uint64_t gw_worker_rand(gw_worker_t *w);
+/** Writes the worker's buffered request-log lines to stdout. */
+void gw_worker_flush_log(gw_worker_t *w);
 /** Called when a request finishes; lets a draining worker exit. */
 void gw_worker_request_done(gw_worker_t *w);
 
