@@ -11,7 +11,7 @@ pkgs=(build-essential cmake pkgconf libh2o-evloop-dev libcurl4-openssl-dev libja
 case "$what" in
   test)  pkgs+=(libcriterion-dev nodejs npm postgresql redis-server nginx-light clang
                 libclang-rt-14-dev curl procps) ;;
-  bench) pkgs+=(wrk nginx-light curl procps) ;;
+  bench) pkgs+=(wrk nginx-light curl procps nodejs) ;;
   fuzz)  pkgs+=(clang libclang-rt-14-dev) ;;
 esac
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs every test against the sanitizer build in build-asan/ (run by `make test`, which builds
+# it first):
+#   1. unit and adapter tests (Criterion, via ctest)
+#   2. the e2e SDK dependencies (npm ci, only when needed)
+#   3. integration and e2e tests (node --test) against build-asan/tollgate, with ASan's leak
+#      check on at exit (the tests stop tollgate with SIGTERM and expect exit 0)
+# and ends with one summary line "N passed, N failed". Exits non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+BUILD_DIR=${BUILD_DIR:-build-asan}
+export TOLLGATE_BIN=${TOLLGATE_BIN:-$BUILD_DIR/tollgate}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+if [ -f tests/lsan.supp ] && [ -z "${LSAN_OPTIONS:-}" ]; then
+  export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
+fi
+
+LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-test.XXXXXX")
+passed=0
+failed=0
+status=0
+
+note() { printf '\n=== %s ===\n' "$*"; }
+
+# ---------------------------------------------------------------------------------------------
+# Services. The integration tests will later need PostgreSQL and Redis on loopback; start them
+# here (and stop them in stop_services, which runs on every exit path). For now: nothing to do.
+start_services() {
+  : # TODO(PostgreSQL, Redis): start on loopback ports, export DATABASE_URL / REDIS_URL
+}
+stop_services() {
+  : # TODO(PostgreSQL, Redis): stop what start_services started
+}
+cleanup() {
+  stop_services
+  rm -rf "$LOG_DIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# 1. ctest
+note "unit tests (ctest --test-dir $BUILD_DIR)"
+if [ ! -d "$BUILD_DIR" ]; then
+  echo "test.sh: $BUILD_DIR/ does not exist; build it first (make build-asan/tollgate)" >&2
+  failed=$((failed + 1))
+  status=1
+else
+  ctest --test-dir "$BUILD_DIR" --output-on-failure 2>&1 | tee "$LOG_DIR/ctest.log"
+  rc=${PIPESTATUS[0]}
+  # "100% tests passed, 0 tests failed out of 12"
+  line=$(grep -E '[0-9]+ tests failed out of [0-9]+' "$LOG_DIR/ctest.log" | tail -1)
+  if [ -n "$line" ]; then
+    f=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+    t=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
+    passed=$((passed + t - f))
+    failed=$((failed + f))
+  elif [ "$rc" -ne 0 ]; then
+    failed=$((failed + 1)) # ctest itself failed before running tests
+  fi
+  [ "$rc" -ne 0 ] && status=1
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. npm ci for the e2e SDK tests, only when node_modules is missing or the lock file changed
+note "e2e dependencies"
+E2E=tests/e2e
+stamp="$E2E/node_modules/.tollgate-lock.sha256"
+want=$(sha256sum "$E2E/package-lock.json" | cut -d' ' -f1)
+if [ ! -d "$E2E/node_modules" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  if npm ci --prefix "$E2E" --no-audit --no-fund; then
+    echo "$want" >"$stamp"
+  else
+    echo "test.sh: npm ci failed" >&2
+    failed=$((failed + 1))
+    status=1
+  fi
+else
+  echo "up to date"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. integration + e2e against the real binary
+note "integration and e2e tests (node --test, TOLLGATE_BIN=$TOLLGATE_BIN)"
+start_services
+node --test --test-concurrency=1 --test-reporter=tap tests/integration/ tests/e2e/ 2>&1 | tee "$LOG_DIR/node.log"
+rc=${PIPESTATUS[0]}
+np=$(grep -E '^# pass [0-9]+' "$LOG_DIR/node.log" | tail -1 | awk '{print $3}')
+nf=$(grep -E '^# fail [0-9]+' "$LOG_DIR/node.log" | tail -1 | awk '{print $3}')
+nc=$(grep -E '^# cancelled [0-9]+' "$LOG_DIR/node.log" | tail -1 | awk '{print $3}') # counted as failed
+if [ -z "$np" ] && [ -z "$nf" ]; then
+  failed=$((failed + 1)) # the runner died before its summary
+else
+  passed=$((passed + ${np:-0}))
+  failed=$((failed + ${nf:-0} + ${nc:-0}))
+fi
+[ "$rc" -ne 0 ] && status=1
+stop_services
+
+[ "$failed" -gt 0 ] && status=1
+echo
+echo "$passed passed, $failed failed"
+exit $status

@@ -1,0 +1,160 @@
+// tests/bench/report.mjs — turns the raw lines run.sh collected into results.md and results.json.
+//   node report.mjs out/raw.jsonl out/
+// Every figure is the median over rounds; differences and ratios between targets are taken within
+// each round first (same minute, same machine noise) and then the median of those is reported.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [rawPath, outDir] = process.argv.slice(2);
+if (!rawPath || !outDir) {
+  console.error('usage: node report.mjs RAW.jsonl OUTDIR');
+  process.exit(2);
+}
+const rows = readFileSync(rawPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const meta = rows.find((r) => r.type === 'meta') || {};
+const hz = meta.clk_tck || 100;
+const targets = (meta.targets || 'direct nginx tollgate').split(/\s+/).filter(Boolean);
+const KINDS = ['c1', 'c64', 'stream64'];
+const BARS = { cpuRatio: 2.0, addedP99Us: 150, idleRssBytes: 20e6 };
+
+const median = (xs) => {
+  const v = xs.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+
+// Per-run derived numbers.
+const runs = rows.filter((r) => r.type === 'wrk').map((r) => {
+  const w = r.wrk;
+  const errors = w.err_connect + w.err_read + w.err_write + w.err_status + w.err_timeout;
+  const perReq = (ticks) => (ticks === null || !w.requests ? null : (ticks * 1e6) / hz / w.requests);
+  return {
+    round: r.round, kind: r.kind, target: r.target,
+    requests: w.requests, rps: (w.requests * 1e6) / w.duration_us,
+    // Latencies as measured (post.lua undoes wrk's coordinated-omission correction); wrk_* are
+    // wrk's own corrected figures, kept for reference.
+    p50_us: w.p50_us, p90_us: w.p90_us, p99_us: w.p99_us, p999_us: w.p999_us, max_us: w.max_us,
+    wrk_p99_us: w.wrk_p99_us, wrk_p999_us: w.wrk_p999_us,
+    errors, proxy_ticks: r.proxy_ticks, upstream_ticks: r.upstream_ticks,
+    cpu_us_per_req: perReq(r.proxy_ticks), upstream_cpu_us_per_req: perReq(r.upstream_ticks),
+  };
+});
+const rounds = [...new Set(runs.map((r) => r.round))].sort((a, b) => a - b);
+const get = (t, k, round) => runs.find((r) => r.target === t && r.kind === k && r.round === round);
+
+const summary = {};
+for (const t of targets) {
+  summary[t] = {};
+  for (const k of KINDS) {
+    const rs = runs.filter((r) => r.target === t && r.kind === k);
+    if (!rs.length) continue;
+    const s = { rounds: rs.length, errors: rs.reduce((a, r) => a + r.errors, 0) };
+    for (const f of ['rps', 'p50_us', 'p90_us', 'p99_us', 'p999_us', 'max_us', 'wrk_p99_us', 'wrk_p999_us',
+      'cpu_us_per_req', 'upstream_cpu_us_per_req']) {
+      s[f] = median(rs.map((r) => r[f]));
+    }
+    // Paired with direct / nginx in the same round.
+    if (t !== 'direct') {
+      s.added_p50_us = median(rounds.map((n) => {
+        const a = get(t, k, n); const d = get('direct', k, n);
+        return a && d && a.p50_us != null && d.p50_us != null ? a.p50_us - d.p50_us : null;
+      }));
+      s.added_p99_us = median(rounds.map((n) => {
+        const a = get(t, k, n); const d = get('direct', k, n);
+        return a && d && a.p99_us != null && d.p99_us != null ? a.p99_us - d.p99_us : null;
+      }));
+      s.added_wrk_p99_us = median(rounds.map((n) => {
+        const a = get(t, k, n); const d = get('direct', k, n);
+        return a && d ? a.wrk_p99_us - d.wrk_p99_us : null;
+      }));
+    }
+    if (t === 'tollgate') {
+      s.cpu_ratio_vs_nginx = median(rounds.map((n) => {
+        const a = get(t, k, n); const g = get('nginx', k, n);
+        return a && g && a.cpu_us_per_req && g.cpu_us_per_req ? a.cpu_us_per_req / g.cpu_us_per_req : null;
+      }));
+    }
+    summary[t][k] = s;
+  }
+}
+const streams = Object.fromEntries(rows.filter((r) => r.type === 'streams').map((r) => [r.target, r.result]));
+const rss = Object.fromEntries(rows.filter((r) => r.type === 'rss').map((r) => [r.target, r]));
+
+// Bars (Tollgate only).
+const tg = summary.tollgate || {};
+const verdict = (ok) => (ok === null ? 'not measured' : ok ? 'PASS' : 'FAIL');
+const cpuRatio = tg.c64?.cpu_ratio_vs_nginx ?? null;
+const addedP99 = tg.c1?.added_p99_us ?? null;
+const st = streams.tollgate;
+const idleBytes = rss.tollgate?.idle_kb != null ? rss.tollgate.idle_kb * 1024 : null;
+const bars = {
+  cpu_ratio_c64: { value: cpuRatio, bar: `<= ${BARS.cpuRatio}`, verdict: verdict(cpuRatio === null ? null : cpuRatio <= BARS.cpuRatio) },
+  added_p99_c1_us: { value: addedP99, bar: `< ${BARS.addedP99Us}`, verdict: verdict(addedP99 === null ? null : addedP99 < BARS.addedP99Us) },
+  streams_all_in_order: { value: st ? `${st.ok}/${st.n}` : null, bar: 'all', verdict: verdict(st ? st.ok === st.n && st.n > 0 : null) },
+  idle_rss_bytes: { value: idleBytes, bar: `< ${BARS.idleRssBytes}`, verdict: verdict(idleBytes === null ? null : idleBytes < BARS.idleRssBytes) },
+};
+
+// ---- markdown ----
+const f0 = (x) => (x === null || x === undefined ? '—' : Math.round(x).toLocaleString('en-US'));
+const f1 = (x) => (x === null || x === undefined ? '—' : x.toFixed(1));
+const f2 = (x) => (x === null || x === undefined ? '—' : x.toFixed(2));
+const mb = (kb) => (kb === null || kb === undefined ? '—' : ((kb * 1024) / 1e6).toFixed(1));
+const signed = (x) => (x === null || x === undefined ? '—' : (x >= 0 ? '+' : '') + Math.round(x));
+
+const nStreams = Object.values(streams)[0]?.n ?? 1000;
+const lines = [];
+lines.push(`# Tollgate benchmark — ${meta.date || ''}`, '');
+lines.push(`${meta.rounds} rounds × ${meta.seconds} s per run, targets alternated within each round; medians over rounds. ` +
+  `Machine: ${meta.nproc} cores (${meta.cpu || 'unknown CPU'}), kernel ${meta.kernel}; nginx ${meta.nginx}, wrk ${meta.wrk}, ` +
+  `node ${meta.node}; tollgate ${meta.tollgate_rev}. wrk, the mock upstream and the proxy under test share these cores; ` +
+  `1-minute load average before the runs: ${meta.loadavg_start} (well above 0 means other work was sharing the cores).`, '');
+lines.push(`| target | p50 c=1 (µs) | p99 c=1 (µs) | added p99 vs direct (µs) | req/s c=64 | p99 c=64 (µs) | CPU µs/req c=64 | CPU vs nginx | CPU µs/req c=1 | stream req/s c=64 | stream CPU µs/req | RSS idle / peak (MB) | ${nStreams} streams |`);
+lines.push('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
+for (const t of targets) {
+  const s = summary[t];
+  const r = rss[t];
+  const sr = streams[t];
+  const stCell = sr ? `${sr.ok}/${sr.n} ok, ${f0(sr.wall_ms)} ms wall, peak ${sr.peak_open} open` : '—';
+  lines.push(`| ${t} | ${f0(s.c1?.p50_us)} | ${f0(s.c1?.p99_us)} | ${t === 'direct' ? '—' : signed(s.c1?.added_p99_us)} | ` +
+    `${f0(s.c64?.rps)} | ${f0(s.c64?.p99_us)} | ${f1(s.c64?.cpu_us_per_req)} | ` +
+    `${t === 'tollgate' ? f2(s.c64?.cpu_ratio_vs_nginx) + '×' : t === 'nginx' ? '1.00×' : '—'} | ` +
+    `${f1(s.c1?.cpu_us_per_req)} | ${f0(s.stream64?.rps)} | ${f1(s.stream64?.cpu_us_per_req)} | ` +
+    `${r ? `${mb(r.idle_kb)} / ${mb(r.peak_kb)}` : '—'} | ${stCell} |`);
+}
+lines.push('');
+lines.push('Latency at c=1 in detail (µs, medians over rounds). "wrk p99" is wrk\'s own figure, which adds ' +
+  'coordinated-omission samples and so mostly measures scheduler stalls on a shared machine; see README.', '');
+lines.push('| target | p50 | p90 | p99 | p99.9 | max | wrk p99 | added wrk p99 |');
+lines.push('|---|--:|--:|--:|--:|--:|--:|--:|');
+for (const t of targets) {
+  const c = summary[t].c1 || {};
+  lines.push(`| ${t} | ${f0(c.p50_us)} | ${f0(c.p90_us)} | ${f0(c.p99_us)} | ${f0(c.p999_us)} | ${f0(c.max_us)} | ` +
+    `${f0(c.wrk_p99_us)} | ${t === 'direct' ? '—' : signed(c.added_wrk_p99_us)} |`);
+}
+lines.push('');
+lines.push('Upstream (mock nginx) CPU µs per request, for reference — it does the same work whichever target is in front: ' +
+  targets.map((t) => `${t} ${f1(summary[t].c64?.upstream_cpu_us_per_req)} (c=64)`).join(', ') + '.');
+const errTotal = runs.reduce((a, r) => a + r.errors, 0);
+if (errTotal) {
+  lines.push('', `**Errors during the runs: ${errTotal}** (` + targets.map((t) =>
+    `${t}: ${KINDS.reduce((a, k) => a + (summary[t][k]?.errors || 0), 0)}`).join(', ') + '). Figures from runs with errors are suspect.');
+}
+for (const t of targets) {
+  const sr = streams[t];
+  if (sr && sr.failed) lines.push('', `${t} streams failures: ` + (sr.errors || []).map((e) => `${e.count}× ${e.error}`).join('; '));
+}
+if (meta.tollgate_exited) lines.push('', '**Tollgate exited during the run**: its figures cover only the runs before that.');
+lines.push('', '## Bars (Tollgate)', '');
+lines.push(`- CPU per proxied non-streaming 1 KB request, Tollgate / nginx, c=64: **${f2(cpuRatio)}×** (bar ≤ ${BARS.cpuRatio}×) — ${bars.cpu_ratio_c64.verdict}`);
+lines.push(`- Added p99 latency over direct at c=1: **${signed(addedP99)} µs** (bar < ${BARS.addedP99Us} µs) — ${bars.added_p99_c1_us.verdict}`);
+lines.push(`- ${st ? st.n : 1000} concurrent streams complete with every event in order: **${st ? `${st.ok}/${st.n}` : '—'}** — ${bars.streams_all_in_order.verdict}`);
+lines.push(`- Idle RSS: **${mb(rss.tollgate?.idle_kb)} MB** (bar < 20 MB) — ${bars.idle_rss_bytes.verdict}`);
+lines.push('');
+const md = lines.join('\n');
+
+writeFileSync(join(outDir, 'results.md'), md);
+writeFileSync(join(outDir, 'results.json'), JSON.stringify({ meta, bars, summary, streams, rss, runs }, null, 2) + '\n');
+console.log(md);
+const failed = Object.values(bars).some((b) => b.verdict === 'FAIL') || meta.tollgate_exited === true;
+process.exit(failed ? 1 : 0);
