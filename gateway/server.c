@@ -118,6 +118,7 @@ static void start_drain(gw_worker_t *w)
     if (w->draining)
         return;
     w->draining = 1;
+    h2o_context_request_shutdown(&w->ctx); /* HTTP/1.1: close after the current response; h2: GOAWAY */
     if (w->listener != NULL) {
         h2o_socket_read_stop(w->listener);
         h2o_socket_close(w->listener);
@@ -172,6 +173,10 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(drain_entry(w)))
         h2o_timeout_unlink(drain_entry(w));
     h2o_multithread_unregister_receiver(w->queue, &w->ctl);
+    if (w->ctx._timestamp_cache.value != NULL) { /* the context's Date-header cache */
+        h2o_mem_release_shared(w->ctx._timestamp_cache.value);
+        w->ctx._timestamp_cache.value = NULL;
+    }
     if (w->active == 0) { /* forced exits leave live requests behind: their state stays */
         gw_upstream_destroy(w->up);
         for (size_t i = 0; i < w->n_timeouts; i++) {
