@@ -34,7 +34,11 @@ static const struct {
     {"nvidia_nim", &ad_openai},
     {"github", &ad_openai},
     {"litellm_proxy", &ad_openai},
+    {"anthropic", &ad_anthropic},
+    {"gemini", &ad_gemini},
     {"mock", &ad_mock},
+    {"bedrock", &ad_bedrock},
+    {"ollama", &ad_ollama}, {"ollama_chat", &ad_ollama}, {"azure", &ad_azure}, {"openwebui", &ad_openwebui},
 };
 
 const ad_adapter_t *ad_adapter_find(const char *provider)

@@ -204,6 +204,10 @@ int ad_usage_from_openai(ad_jspan_t usage, ad_usage_t *u);
 int ad_error_json(ad_buf_t *out, const char *message, const char *type, const char *code);
 
 extern const ad_adapter_t ad_openai;
+extern const ad_adapter_t ad_bedrock;
+extern const ad_adapter_t ad_ollama, ad_azure, ad_openwebui; /* ollama serves ollama_chat too */
+extern const ad_adapter_t ad_gemini;
+extern const ad_adapter_t ad_anthropic;
 extern const ad_adapter_t ad_mock;
 
 #endif

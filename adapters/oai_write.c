@@ -52,7 +52,7 @@ static int emit_delta(ad_oai_stream_t *o, ad_stream_t *st, const char *delta_ope
 {
     ad_buf_reset(&st->scratch);
     int rc = chunk_head(o, &st->scratch);
-    rc |= ad_buf_puts(&st->scratch, "{\"index\":0,\"delta\":{");
+    rc |= ad_buf_appendf(&st->scratch, "{\"index\":%d,\"delta\":{", o->choice);
     rc |= ad_buf_puts(&st->scratch, delta_open);
     if (text != NULL)
         rc |= ad_buf_append_json_str(&st->scratch, text, len);
@@ -69,6 +69,11 @@ static int ensure_role(ad_oai_stream_t *o, ad_stream_t *st)
         return 0;
     o->role_sent = 1;
     return emit_delta(o, st, "\"role\":\"assistant\",\"content\":\"\"", NULL, 0, "", NULL);
+}
+
+int ad_oai_emit_role(ad_oai_stream_t *o, ad_stream_t *st)
+{
+    return ensure_role(o, st);
 }
 
 int ad_oai_emit_text(ad_oai_stream_t *o, ad_stream_t *st, const char *text, size_t len)
@@ -90,7 +95,8 @@ int ad_oai_emit_tool_start(ad_oai_stream_t *o, ad_stream_t *st, int index, const
     if (ensure_role(o, st) != 0)
         return -1;
     ad_buf_t open;
-    ad_buf_init(&open, 4096);
+    /* ids can be long (providers may carry opaque state in them): room for both, escaped */
+    ad_buf_init(&open, 256 + 6 * (strlen(id) + strlen(name)));
     int rc = ad_buf_appendf(&open, "\"tool_calls\":[{\"index\":%d,\"id\":", index);
     rc |= put_str(&open, id);
     rc |= ad_buf_puts(&open, ",\"type\":\"function\",\"function\":{\"name\":");
@@ -162,15 +168,10 @@ int ad_oai_emit_error(ad_stream_t *st, const char *message, const char *type, co
     return st->emit(st->emit_ud, &ev);
 }
 
-int ad_oai_write_completion(const ad_oai_message_t *m, ad_buf_t *out)
+/* One element of choices[]: {"index":i,"message":{…},"logprobs":null,"finish_reason":…}. */
+static int write_choice(const ad_oai_message_t *m, size_t index, ad_buf_t *out)
 {
-    char id[160];
-    set_id(id, sizeof(id), m->id);
-    int rc = ad_buf_puts(out, "{\"id\":");
-    rc |= put_str(out, id);
-    rc |= ad_buf_appendf(out, ",\"object\":\"chat.completion\",\"created\":%lld,\"model\":", (long long)m->created);
-    rc |= put_str(out, m->model != NULL ? m->model : "");
-    rc |= ad_buf_puts(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    int rc = ad_buf_appendf(out, "{\"index\":%zu,\"message\":{\"role\":\"assistant\",\"content\":", index);
     rc |= m->content != NULL ? ad_buf_append_json_str(out, m->content, m->content_len) : ad_buf_puts(out, "null");
     if (m->reasoning != NULL) {
         rc |= ad_buf_puts(out, ",\"reasoning_content\":");
@@ -191,10 +192,32 @@ int ad_oai_write_completion(const ad_oai_message_t *m, ad_buf_t *out)
     }
     rc |= ad_buf_puts(out, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
     rc |= put_str(out, m->finish_reason != NULL ? m->finish_reason : "stop");
-    rc |= ad_buf_puts(out, "}],\"usage\":");
+    return rc | ad_buf_puts(out, "}");
+}
+
+int ad_oai_write_completion_n(const ad_oai_message_t *m, size_t n, ad_buf_t *out)
+{
+    char id[160];
+    set_id(id, sizeof(id), m->id);
+    int rc = ad_buf_puts(out, "{\"id\":");
+    rc |= put_str(out, id);
+    rc |= ad_buf_appendf(out, ",\"object\":\"chat.completion\",\"created\":%lld,\"model\":", (long long)m->created);
+    rc |= put_str(out, m->model != NULL ? m->model : "");
+    rc |= ad_buf_puts(out, ",\"choices\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            rc |= ad_buf_puts(out, ",");
+        rc |= write_choice(&m[i], i, out);
+    }
+    rc |= ad_buf_puts(out, "],\"usage\":");
     rc |= ad_oai_write_usage(&m->usage, out);
     rc |= ad_buf_puts(out, "}");
     return rc ? -1 : 0;
+}
+
+int ad_oai_write_completion(const ad_oai_message_t *m, ad_buf_t *out)
+{
+    return ad_oai_write_completion_n(m, 1, out);
 }
 
 static int write_b64_floats(const float *v, size_t dims, ad_buf_t *out)

@@ -22,11 +22,14 @@ typedef struct ad_oai_stream {
     int role_sent;
     int finish_sent;
     int done_sent;
+    int choice; /* choices[].index of the deltas: 0, or one ad_oai_stream_t per choice when n > 1 */
 } ad_oai_stream_t;
 
 /** Sets id ("chatcmpl-" + id_hint when it has no prefix), model and created (req->now). */
 void ad_oai_stream_begin(ad_oai_stream_t *o, const ad_stream_t *st, const char *id_hint, const char *model);
 
+/** The role chunk now (delta role assistant, content ""), unless it was already sent. */
+int ad_oai_emit_role(ad_oai_stream_t *o, ad_stream_t *st);
 int ad_oai_emit_text(ad_oai_stream_t *o, ad_stream_t *st, const char *text, size_t len);
 /** Reasoning text as DeepSeek-style delta.reasoning_content. */
 int ad_oai_emit_reasoning(ad_oai_stream_t *o, ad_stream_t *st, const char *text, size_t len);
@@ -65,6 +68,11 @@ typedef struct ad_oai_message {
 
 /** Writes a complete chat.completion body. */
 int ad_oai_write_completion(const ad_oai_message_t *m, ad_buf_t *out);
+/**
+ * The same with n choices (n > 1 requests): choice i is m[i]'s message and finish_reason; id,
+ * model, created and usage come from m[0].
+ */
+int ad_oai_write_completion_n(const ad_oai_message_t *m, size_t n, ad_buf_t *out);
 
 /** Writes the usage object ({"prompt_tokens",…,"total_tokens"[,details]}). */
 int ad_oai_write_usage(const ad_usage_t *u, ad_buf_t *out);

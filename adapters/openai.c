@@ -200,6 +200,11 @@ static int on_sse(void *ud, const ad_sse_event_t *ev)
     return st->emit(st->emit_ud, &out);
 }
 
+int ad_openai_on_sse(void *ud, const ad_sse_event_t *ev)
+{
+    return on_sse(ud, ev);
+}
+
 static int stream_feed(ad_stream_t *st, const char *p, size_t n)
 {
     return ad_sse_feed(&st->sse, p, n, on_sse, st);

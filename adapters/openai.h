@@ -14,6 +14,15 @@
  */
 int ad_openai_splice_body(const ad_request_t *req, const char *upstream_model, ad_buf_t *out);
 
+/**
+ * The adapter's handling of one SSE block of an OpenAI stream (st set up by ad_openai's
+ * stream_init): relays it with its raw bytes (ev->raw may be NULL for a block the caller rewrote:
+ * the core then writes `data: <data>`), learns usage and errors, marks [DONE], and hides the usage
+ * chunk the client did not ask for. For adapters that frame OpenAI streams with a filter of their
+ * own (azure, openwebui). ud is the ad_stream_t; returns the emit callback's value.
+ */
+int ad_openai_on_sse(void *ud, const ad_sse_event_t *ev);
+
 /** The adapter's map_error, shared with adapters whose errors look like OpenAI's. */
 void ad_openai_map_error(int status, const char *body, size_t len, const char *retry_after,
                          ad_buf_t *out, ad_error_t *err);

@@ -30,15 +30,14 @@
  * Translates an Anthropic Messages request body into an OpenAI chat request body appended to
  * openai_body. model is kept as is; system → first message; user/assistant blocks → OpenAI
  * messages (tool_result blocks become role "tool" messages placed before the rest of their turn,
- * tool_use blocks become assistant tool_calls, images become image_url parts, thinking blocks are
- * dropped); max_tokens, temperature, top_p, stop_sequences → stop, metadata.user_id → user,
- * tools, tool_choice, disable_parallel_tool_use → parallel_tool_calls false (tool_choice and
- * parallel_tool_calls only when tools remain, since OpenAI rejects them otherwise); stream true →
- * stream true + stream_options.include_usage. top_k, thinking, service_tier and unknown fields
- * are dropped.
- * Returns 0, or -1 with an Anthropic-style message ("messages.0.role: …") in err for a request
- * the core must answer with 400 (see ad_anthropic_error_body), or when openai_body's ceiling is
- * too small.
+ * whose user message also receives the images of those results, as tool messages are text only;
+ * tool_use blocks become assistant tool_calls, images become image_url parts, documents text or
+ * file parts, thinking blocks are dropped); max_tokens, temperature, top_p, stop_sequences → stop,
+ * metadata.user_id → user, tools, tool_choice, disable_parallel_tool_use → parallel_tool_calls false
+ * (tool_choice and parallel_tool_calls only when tools remain, since OpenAI rejects them otherwise); stream
+ * true → stream true + stream_options.include_usage. top_k, thinking, service_tier and unknown fields are
+ * dropped. Returns 0, or -1 with an Anthropic-style message ("messages.0.role: …") in err for a request the
+ * core must answer with 400 (see ad_anthropic_error_body), or when openai_body's ceiling is too small.
  */
 int ad_anthropic_in_request(const char *body, size_t len, ad_buf_t *openai_body, char *err, size_t errlen);
 
@@ -83,13 +82,12 @@ typedef struct ad_anthropic_tool {
 typedef struct ad_anthropic_enc {
     char model[256];
     char msg_id[160];
-    int started;      /* message_start written */
-    int done;         /* message_stop or an error written: nothing more will be */
-    int errored;      /* the stream ended with an error event */
-    int open_block;   /* index of the open content block, -1 when none */
-    int open_kind;    /* kind of the open block (private enum) */
-    int64_t open_tool; /* OpenAI index of the tool call whose block is open */
-    int n_blocks;     /* blocks started so far (= next index) */
+    int started;                /* message_start written */
+    int done;                   /* message_stop or an error written: nothing more will be */
+    int errored;                /* the stream ended with an error event */
+    int open_block;             /* index of the open content block, -1 when none */
+    int open_kind;              /* kind of the open block (private enum) */
+    int n_blocks;               /* blocks started so far (= next index) */
     ad_anthropic_tool_t *tools; /* malloc'd, n_tools used of cap_tools */
     size_t n_tools, cap_tools;
     char stop_reason[32]; /* Anthropic value, "" until a finish_reason arrived */
@@ -109,17 +107,26 @@ void ad_anthropic_enc_init(ad_anthropic_enc_t *e, const char *model, const char 
  * usage chunk with choices []) and appends the Anthropic SSE bytes it yields (maybe none).
  * A chunk with a top-level "error" becomes an error event (see ad_anthropic_enc_error) and ends
  * the stream. Returns 0; 1 when the stream has ended with an error (this chunk or before; nothing
- * is written); -1 when chunk_json is not a JSON object or out's ceiling was reached (out is
- * unchanged). Chunks after enc_finish are ignored (0).
+ * is written); -1 when chunk_json is not a JSON object or out's ceiling was reached (out and e
+ * unchanged: the call can be repeated with more room). Chunks after enc_finish are ignored (0).
  */
 int ad_anthropic_enc_chunk(ad_anthropic_enc_t *e, const char *chunk_json, size_t len, ad_buf_t *out);
 
 /**
  * End of the OpenAI stream ([DONE], or the upstream ended): stops the open block, writes
  * message_delta and message_stop (and message_start first if nothing was written yet). Writes
- * nothing after an error or a previous finish. Returns 0, -1 when out is full (out unchanged).
+ * nothing after an error or a previous finish. Returns 0, -1 when out is full (out and e
+ * unchanged).
  */
 int ad_anthropic_enc_finish(ad_anthropic_enc_t *e, ad_buf_t *out);
+
+/**
+ * A keep-alive (the upstream sent an SSE comment, or the core's own timer): appends
+ * "event: ping\ndata: {"type":"ping"}\n\n", after message_start (written first if needed), so
+ * Anthropic clients with idle timeouts see traffic while a model thinks. Nothing once e is done.
+ * Returns 0, -1 when out is full (out and e unchanged).
+ */
+int ad_anthropic_enc_ping(ad_anthropic_enc_t *e, ad_buf_t *out);
 
 /**
  * The stream failed (an AD_EV_ERROR event, or the core's own error such as a truncated
@@ -178,8 +185,8 @@ const char *ad_anthropic_stop_reason(const char *finish_reason, int has_tool_cal
  * provider is copied out ("" when absent). Returns 0, or -1 with a message in err for a request
  * to answer with 400 (or when openai_body is full).
  */
-int ad_simple_in_request(const char *body, size_t len, ad_buf_t *openai_body, char *provider, size_t provider_cap,
-                         char *err, size_t errlen);
+int ad_simple_in_request(const char *body, size_t len, ad_buf_t *openai_body, char *provider,
+                         size_t provider_cap, char *err, size_t errlen);
 
 /**
  * OpenAI chat.completion → {text, provider, model, tokens_in, tokens_out, latency_ms}: text is

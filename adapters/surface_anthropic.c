@@ -59,7 +59,8 @@ static int take_system(req_t *r, const json_t *sys)
     if (sys == NULL || json_is_null(sys))
         return 0;
     if (!json_is_string(sys) && !json_is_array(sys))
-        return ad_surf_fail(r->err, r->errlen, "system: Input should be a valid string or a list of text blocks");
+        return ad_surf_fail(r->err, r->errlen,
+                            "system: Input should be a valid string or a list of text blocks");
     ad_buf_t text;
     ad_buf_init(&text, MAX_TEXT);
     int rc = 0;
@@ -139,17 +140,20 @@ static json_t *document_part(req_t *r, const json_t *b, const char *path)
     ad_buf_init(&u, MAX_TEXT);
     json_t *p = NULL;
     if (st == NULL || strcmp(st, "base64") != 0 || data_url(src, "application/pdf", &u) != 0)
-        ad_surf_fail(r->err, r->errlen, "%s.source: only text and base64 document sources are supported", path);
+        ad_surf_fail(r->err, r->errlen, "%s.source: only text and base64 document sources are supported",
+                     path);
     else if ((p = json_pack("{s:s,s:{s:s,s:s%}}", "type", "file", "file", "filename",
-                            json_is_string(title) ? json_string_value(title) : "document.pdf", "file_data", u.data,
-                            u.len)) == NULL)
+                            json_is_string(title) ? json_string_value(title) : "document.pdf", "file_data",
+                            u.data, u.len)) == NULL)
         ad_surf_fail(r->err, r->errlen, "out of memory");
     ad_buf_free(&u);
     return p;
 }
 
-/* tool_result block → {"role":"tool","tool_call_id","content"}; is_error → "Error: " prefix. */
-static int take_tool_result(req_t *r, const json_t *b, const char *path)
+/* tool_result block → {"role":"tool","tool_call_id","content"}; is_error → "Error: " prefix.
+ * OpenAI tool messages hold text only, so images in a result (screenshots) go into parts, the
+ * user message that follows the tool messages of this turn. */
+static int take_tool_result(req_t *r, const json_t *b, const char *path, json_t *parts)
 {
     const json_t *id = json_object_get(b, "tool_use_id"), *content = json_object_get(b, "content");
     if (!json_is_string(id))
@@ -158,11 +162,20 @@ static int take_tool_result(req_t *r, const json_t *b, const char *path)
     ad_buf_init(&text, MAX_TEXT);
     int rc = json_is_true(json_object_get(b, "is_error")) ? ad_buf_puts(&text, "Error: ") : 0;
     rc |= ad_surf_content_text(content, "\n", &text);
-    json_t *m = rc == 0 ? json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", id, "content", buf_string(&text))
-                        : NULL;
+    json_t *m =
+        rc == 0 ? json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", id, "content", buf_string(&text))
+                : NULL;
     ad_buf_free(&text);
     if (push(r->msgs, m) != 0)
         return ad_surf_fail(r->err, r->errlen, "%s: could not translate the tool result", path);
+    for (size_t k = 0; k < json_array_size(content); k++) {
+        const json_t *blk = json_array_get(content, k);
+        const char *type = block_type(blk);
+        char sub[96];
+        snprintf(sub, sizeof(sub), "%s.content.%zu", path, k);
+        if (type != NULL && strcmp(type, "image") == 0 && push(parts, image_part(r, blk, sub)) != 0)
+            return r->errlen > 0 && r->err[0] ? -1 : ad_surf_fail(r->err, r->errlen, "out of memory");
+    }
     return 0;
 }
 
@@ -181,7 +194,8 @@ static int user_part(req_t *r, const json_t *b, const char *type, const char *pa
         if ((p = document_part(r, b, path)) == NULL)
             return -1;
     } else if (strcmp(type, "tool_use") == 0) {
-        return ad_surf_fail(r->err, r->errlen, "%s: tool_use blocks are only allowed in assistant turns", path);
+        return ad_surf_fail(r->err, r->errlen, "%s: tool_use blocks are only allowed in assistant turns",
+                            path);
     } else {
         return 0; /* thinking, redacted_thinking, server-tool results, unknown: dropped */
     }
@@ -202,14 +216,15 @@ static int user_turn(req_t *r, const json_t *content, size_t mi)
         if (type == NULL)
             rc = ad_surf_fail(r->err, r->errlen, "%s.type: Field required", path);
         else if (strcmp(type, "tool_result") == 0)
-            rc = take_tool_result(r, b, path);
+            rc = take_tool_result(r, b, path, parts);
         else
             rc = user_part(r, b, type, path, parts);
     }
     if (rc == 0 && json_array_size(parts) > 0) {
         const json_t *only = json_array_size(parts) == 1 ? json_array_get(parts, 0) : NULL;
-        json_t *c = only != NULL && strcmp(block_type(only), "text") == 0 ? json_copy(json_object_get(only, "text"))
-                                                                           : json_incref(parts);
+        json_t *c = only != NULL && strcmp(block_type(only), "text") == 0
+                        ? json_copy(json_object_get(only, "text"))
+                        : json_incref(parts);
         if (push(r->msgs, message("user", c)) != 0)
             rc = ad_surf_fail(r->err, r->errlen, "out of memory");
     }
@@ -220,17 +235,20 @@ static int user_turn(req_t *r, const json_t *content, size_t mi)
 /* tool_use block → {"id","type":"function","function":{"name","arguments": input as JSON text}} */
 static int take_tool_use(req_t *r, const json_t *b, const char *path, json_t *calls)
 {
-    const json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+    const json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"),
+                 *input = json_object_get(b, "input");
     if (!json_is_string(id) || !json_is_string(name))
         return ad_surf_fail(r->err, r->errlen, "%s: a tool_use block needs a string id and name", path);
     ad_buf_t args;
     ad_buf_init(&args, MAX_TEXT);
     int rc = input != NULL ? ad_surf_write_json(input, &args) : ad_buf_puts(&args, "{}");
-    json_t *call = rc == 0 ? json_pack("{s:O,s:s,s:{s:O,s:s%}}", "id", id, "type", "function", "function", "name",
-                                       name, "arguments", args.data, args.len)
+    json_t *call = rc == 0 ? json_pack("{s:O,s:s,s:{s:O,s:s%}}", "id", id, "type", "function", "function",
+                                       "name", name, "arguments", args.data, args.len)
                            : NULL;
     ad_buf_free(&args);
-    return push(calls, call) == 0 ? 0 : ad_surf_fail(r->err, r->errlen, "%s: could not translate the tool call", path);
+    return push(calls, call) == 0
+               ? 0
+               : ad_surf_fail(r->err, r->errlen, "%s: could not translate the tool call", path);
 }
 
 /* One assistant-turn block: text is appended to text, tool_use to calls; the rest is dropped. */
@@ -288,13 +306,15 @@ static int take_message(req_t *r, const json_t *m, size_t mi)
     if (!json_is_object(m))
         return ad_surf_fail(r->err, r->errlen, "messages.%zu: Input should be a valid object", mi);
     if (role == NULL || (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0))
-        return ad_surf_fail(r->err, r->errlen, "messages.%zu.role: Input should be 'user' or 'assistant'", mi);
+        return ad_surf_fail(r->err, r->errlen, "messages.%zu.role: Input should be 'user' or 'assistant'",
+                            mi);
     if (json_is_string(content))
         return push(r->msgs, message(role, json_copy((json_t *)content))) == 0
                    ? 0
                    : ad_surf_fail(r->err, r->errlen, "out of memory");
     if (!json_is_array(content))
-        return ad_surf_fail(r->err, r->errlen, "messages.%zu.content: Input should be a valid string or list", mi);
+        return ad_surf_fail(r->err, r->errlen, "messages.%zu.content: Input should be a valid string or list",
+                            mi);
     return role[0] == 'u' ? user_turn(r, content, mi) : assistant_turn(r, content, mi);
 }
 
@@ -328,8 +348,8 @@ static int take_tool(req_t *r, const json_t *t, size_t i, json_t *tools)
     if (!json_is_object(schema))
         return ad_surf_fail(r->err, r->errlen, "tools.%zu.input_schema: Field required", i);
     const json_t *desc = json_object_get(t, "description");
-    json_t *tool = json_pack("{s:s,s:{s:O,s:O*,s:O}}", "type", "function", "function", "name", name, "description",
-                             json_is_string(desc) ? desc : NULL, "parameters", schema);
+    json_t *tool = json_pack("{s:s,s:{s:O,s:O*,s:O}}", "type", "function", "function", "name", name,
+                             "description", json_is_string(desc) ? desc : NULL, "parameters", schema);
     return push(tools, tool) == 0 ? 0 : ad_surf_fail(r->err, r->errlen, "out of memory");
 }
 
@@ -408,7 +428,8 @@ static int take_sampling(req_t *r, const json_t *in, json_t *out)
     if (mt == NULL)
         return ad_surf_fail(r->err, r->errlen, "max_tokens: Field required");
     if (!json_is_integer(mt) || json_integer_value(mt) < 1)
-        return ad_surf_fail(r->err, r->errlen, "max_tokens: Input should be an integer greater than or equal to 1");
+        return ad_surf_fail(r->err, r->errlen,
+                            "max_tokens: Input should be an integer greater than or equal to 1");
     if (put(out, "max_tokens", json_copy((json_t *)mt)) != 0 || take_number(r, in, "temperature", out) != 0 ||
         take_number(r, in, "top_p", out) != 0)
         return -1;
@@ -417,7 +438,8 @@ static int take_sampling(req_t *r, const json_t *in, json_t *out)
             return ad_surf_fail(r->err, r->errlen, "stop_sequences: Input should be a valid list");
         for (size_t i = 0; i < json_array_size(stop); i++)
             if (!json_is_string(json_array_get(stop, i)))
-                return ad_surf_fail(r->err, r->errlen, "stop_sequences.%zu: Input should be a valid string", i);
+                return ad_surf_fail(r->err, r->errlen, "stop_sequences.%zu: Input should be a valid string",
+                                    i);
         if (json_array_size(stop) > 0 && put(out, "stop", json_copy((json_t *)stop)) != 0)
             return -1;
     }
@@ -434,7 +456,8 @@ static int take_stream(req_t *r, const json_t *in, json_t *out)
     if (!json_is_true(s))
         return ad_surf_fail(r->err, r->errlen, "stream: Input should be a valid boolean");
     /* usage arrives only with include_usage, and the message_delta event needs it */
-    return put(out, "stream", json_true()) | put(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    return put(out, "stream", json_true()) |
+           put(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
 }
 
 static int translate_request(req_t *r, const json_t *in, json_t *out)
@@ -444,7 +467,8 @@ static int translate_request(req_t *r, const json_t *in, json_t *out)
         return ad_surf_fail(r->err, r->errlen, "model: Field required");
     if (put(out, "model", json_copy((json_t *)model)) != 0 || put(out, "messages", json_incref(r->msgs)) != 0)
         return ad_surf_fail(r->err, r->errlen, "out of memory");
-    if (take_system(r, json_object_get(in, "system")) != 0 || take_messages(r, json_object_get(in, "messages")) != 0)
+    if (take_system(r, json_object_get(in, "system")) != 0 ||
+        take_messages(r, json_object_get(in, "messages")) != 0)
         return -1;
     if (take_sampling(r, in, out) != 0 || take_tools(r, in, out) != 0 || take_stream(r, in, out) != 0) {
         if (r->errlen > 0 && r->err[0] == '\0')
@@ -466,8 +490,12 @@ int ad_anthropic_in_request(const char *body, size_t len, ad_buf_t *openai_body,
     }
     req_t r = {err, errlen, json_array()};
     json_t *out = json_object();
-    int rc = r.msgs != NULL && out != NULL ? translate_request(&r, in, out) : ad_surf_fail(err, errlen, "out of memory");
-    if (rc == 0 && ad_surf_write_json(out, openai_body) != 0)
+    int rc = r.msgs != NULL && out != NULL ? translate_request(&r, in, out)
+                                           : ad_surf_fail(err, errlen, "out of memory");
+    int wrc = rc == 0 ? ad_surf_write_json(out, openai_body) : 0;
+    if (wrc == -2)
+        rc = ad_surf_fail(err, errlen, "request nests JSON deeper than %d levels", AD_JSON_MAX_DEPTH);
+    else if (wrc != 0)
         rc = ad_surf_fail(err, errlen, "request too large to translate");
     json_decref(r.msgs);
     json_decref(out);
@@ -482,7 +510,7 @@ const char *ad_anthropic_stop_reason(const char *finish_reason, int has_tool_cal
     static const struct {
         const char *oai, *ant;
     } map[] = {
-        {"stop", "end_turn"},         {"length", "max_tokens"},      {"tool_calls", "tool_use"},
+        {"stop", "end_turn"},          {"length", "max_tokens"},      {"tool_calls", "tool_use"},
         {"function_call", "tool_use"}, {"content_filter", "refusal"},
     };
     const char *ant = "end_turn";
@@ -631,16 +659,17 @@ static json_t *tool_use_block(const json_t *call, size_t i)
     const json_t *fn = json_object_get(call, "function");
     const json_t *id = json_object_get(call, "id"), *name = json_object_get(fn, "name");
     const json_t *args = json_object_get(fn, "arguments");
-    json_t *input = json_is_string(args) ? ad_surf_parse(json_string_value(args), json_string_length(args), NULL)
-                                         : NULL;
+    json_t *input =
+        json_is_string(args) ? ad_surf_parse(json_string_value(args), json_string_length(args), NULL) : NULL;
     if (!json_is_object(input)) {
         json_decref(input);
         input = json_object();
     }
     char gen[32];
     snprintf(gen, sizeof(gen), "toolu_%zu", i);
-    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", json_is_string(id) ? json_string_value(id) : gen,
-                     "name", json_is_string(name) ? json_string_value(name) : "", "input", input);
+    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id",
+                     json_is_string(id) ? json_string_value(id) : gen, "name",
+                     json_is_string(name) ? json_string_value(name) : "", "input", input);
 }
 
 static int text_block(json_t *content, const char *type, const char *key, const ad_buf_t *text)
@@ -703,14 +732,17 @@ static json_t *translate_response(const json_t *root, const char *model)
     char id[160];
     make_msg_id(id, sizeof(id), json_string_value(json_object_get(root, "id")));
     if (model == NULL || model[0] == '\0')
-        model = json_is_string(json_object_get(root, "model")) ? json_string_value(json_object_get(root, "model")) : "";
+        model = json_is_string(json_object_get(root, "model"))
+                    ? json_string_value(json_object_get(root, "model"))
+                    : "";
     size_t n_calls = 0;
     json_t *content = response_content(msg, &n_calls);
-    const char *stop = ad_anthropic_stop_reason(json_string_value(json_object_get(choice, "finish_reason")), n_calls > 0);
+    const char *stop =
+        ad_anthropic_stop_reason(json_string_value(json_object_get(choice, "finish_reason")), n_calls > 0);
     if (content == NULL)
         return NULL;
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id", id, "type", "message", "role", "assistant", "model",
-                     model, "content", content, "stop_reason", stop, "stop_sequence", "usage",
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id", id, "type", "message", "role", "assistant",
+                     "model", model, "content", content, "stop_reason", stop, "stop_sequence", "usage",
                      anthropic_usage(json_object_get(root, "usage")));
 }
 
@@ -768,8 +800,9 @@ static int ensure_started(ad_anthropic_enc_t *e, ad_buf_t *out)
     rc |= ad_surf_json_str(out, e->msg_id, strlen(e->msg_id));
     rc |= ad_buf_puts(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
     rc |= ad_surf_json_str(out, e->model, strlen(e->model));
-    rc |= ad_buf_puts(out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":0,"
-                           "\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":0}}");
+    rc |= ad_buf_puts(
+        out, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":0,"
+             "\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":0}}");
     return rc | ev_end(out);
 }
 
@@ -799,7 +832,8 @@ static int open_block(ad_anthropic_enc_t *e, ad_buf_t *out, int kind, const char
 }
 
 /* content_block_delta {"type":delta_type, key: s} for block index */
-static int block_delta(ad_buf_t *out, int index, const char *delta_type, const char *key, const char *s, size_t n)
+static int block_delta(ad_buf_t *out, int index, const char *delta_type, const char *key, const char *s,
+                       size_t n)
 {
     int rc = ev_begin(out, "content_block_delta");
     rc |= ad_buf_appendf(out, ",\"index\":%d,\"delta\":{\"type\":\"%s\",\"%s\":", index, delta_type, key);
@@ -874,8 +908,8 @@ static int start_tool(ad_anthropic_enc_t *e, ad_buf_t *out, const json_t *tc, in
     ad_buf_t b;
     ad_buf_init(&b, 64 * 1024);
     int rc = ad_buf_puts(&b, "{\"type\":\"tool_use\",\"id\":");
-    rc |= json_is_string(id) ? ad_surf_json_str(&b, json_string_value(id), json_string_length(id))
-                             : ad_surf_json_str(&b, gen, strlen(gen));
+    rc |= json_string_length(id) > 0 ? ad_surf_json_str(&b, json_string_value(id), json_string_length(id))
+                                     : ad_surf_json_str(&b, gen, strlen(gen));
     rc |= ad_buf_puts(&b, ",\"name\":");
     rc |= json_is_string(name) ? ad_surf_json_str(&b, json_string_value(name), json_string_length(name))
                                : ad_buf_puts(&b, "\"\"");
@@ -883,7 +917,6 @@ static int start_tool(ad_anthropic_enc_t *e, ad_buf_t *out, const json_t *tc, in
     if (rc == 0)
         rc = open_block(e, out, K_TOOL, b.data);
     ad_buf_free(&b);
-    e->open_tool = index;
     return rc;
 }
 
@@ -894,7 +927,8 @@ static int tool_piece(ad_anthropic_enc_t *e, ad_buf_t *out, const json_t *tc)
     int64_t index = tool_index(e, tc);
     ad_anthropic_tool_t *t = find_tool(e, index);
     if (t == NULL) { /* started first: a generated tool id is derived from the message id */
-        if (ensure_started(e, out) != 0 || (t = add_tool(e, index)) == NULL || start_tool(e, out, tc, index) != 0)
+        if (ensure_started(e, out) != 0 || (t = add_tool(e, index)) == NULL ||
+            start_tool(e, out, tc, index) != 0)
             return -1;
     }
     const json_t *args = json_object_get(json_object_get(tc, "function"), "arguments");
@@ -910,10 +944,10 @@ static void take_usage(ad_anthropic_enc_t *e, const json_t *u)
         return;
     e->usage.prompt_tokens = ad_surf_int(u, "prompt_tokens", e->usage.prompt_tokens);
     e->usage.completion_tokens = ad_surf_int(u, "completion_tokens", e->usage.completion_tokens);
-    e->usage.cached_tokens = ad_surf_int(json_object_get(u, "prompt_tokens_details"), "cached_tokens",
-                                         e->usage.cached_tokens);
-    e->usage.reasoning_tokens = ad_surf_int(json_object_get(u, "completion_tokens_details"), "reasoning_tokens",
-                                            e->usage.reasoning_tokens);
+    e->usage.cached_tokens =
+        ad_surf_int(json_object_get(u, "prompt_tokens_details"), "cached_tokens", e->usage.cached_tokens);
+    e->usage.reasoning_tokens = ad_surf_int(json_object_get(u, "completion_tokens_details"),
+                                            "reasoning_tokens", e->usage.reasoning_tokens);
 }
 
 /* delta: reasoning first, then text (refusal text too), then tool call fragments. */
@@ -939,7 +973,8 @@ static int take_choices(ad_anthropic_enc_t *e, ad_buf_t *out, const json_t *choi
             return -1;
         const char *fr = json_string_value(json_object_get(c, "finish_reason"));
         if (fr != NULL)
-            snprintf(e->stop_reason, sizeof(e->stop_reason), "%s", ad_anthropic_stop_reason(fr, e->n_tools > 0));
+            snprintf(e->stop_reason, sizeof(e->stop_reason), "%s",
+                     ad_anthropic_stop_reason(fr, e->n_tools > 0));
     }
     return 0;
 }
@@ -991,11 +1026,25 @@ int ad_anthropic_enc_chunk(ad_anthropic_enc_t *e, const char *chunk_json, size_t
     size_t mark = out->len;
     ad_anthropic_enc_t saved = *e;
     const json_t *error = json_object_get(c, "error");
-    int rc = error != NULL && !json_is_null(error) ? abort_with(e, chunk_json, len, out) : take_chunk(e, c, out);
+    int rc =
+        error != NULL && !json_is_null(error) ? abort_with(e, chunk_json, len, out) : take_chunk(e, c, out);
     json_decref(c);
     if (rc < 0)
         restore(e, &saved, out, mark);
     return rc;
+}
+
+int ad_anthropic_enc_ping(ad_anthropic_enc_t *e, ad_buf_t *out)
+{
+    if (e->done)
+        return 0;
+    size_t mark = out->len;
+    ad_anthropic_enc_t saved = *e;
+    if ((ensure_started(e, out) | ev_begin(out, "ping") | ev_end(out)) != 0) {
+        restore(e, &saved, out, mark);
+        return -1;
+    }
+    return 0;
 }
 
 int ad_anthropic_enc_abort(ad_anthropic_enc_t *e, const char *openai_error_json, size_t len, ad_buf_t *out)

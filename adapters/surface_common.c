@@ -2,6 +2,7 @@
  * surface_common.c — JSON helpers shared by the inbound-surface translators (see surface_int.h).
  */
 #include "adapters/surface_int.h"
+#include "adapters/json_scan.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -38,8 +39,14 @@ int ad_surf_json_str(ad_buf_t *out, const char *s, size_t n)
         if (run == n)
             break;
         unsigned char c = (unsigned char)s[run];
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-                        : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                                      : NULL;
         if (esc != NULL) {
             rc |= ad_buf_puts(out, esc);
         } else {
@@ -70,41 +77,53 @@ static int put_real(ad_buf_t *out, double d)
     return ad_buf_puts(out, s);
 }
 
-static int put_value(const json_t *v, ad_buf_t *out);
+static int put_value(const json_t *v, ad_buf_t *out, unsigned depth);
 
-static int put_object(const json_t *v, ad_buf_t *out)
+/* Members and elements stop at the first failure and return its code (-1 full, -2 too deep). */
+static int put_object(const json_t *v, ad_buf_t *out, unsigned depth)
 {
-    int rc = ad_buf_puts(out, "{");
+    if (ad_buf_puts(out, "{") != 0)
+        return -1;
     int first = 1;
-    for (void *it = json_object_iter((json_t *)v); it != NULL && rc == 0; it = json_object_iter_next((json_t *)v, it)) {
-        rc |= first ? 0 : ad_buf_puts(out, ",");
+    for (void *it = json_object_iter((json_t *)v); it != NULL; it = json_object_iter_next((json_t *)v, it)) {
+        if ((!first && ad_buf_puts(out, ",") != 0) ||
+            ad_surf_json_str(out, json_object_iter_key(it), json_object_iter_key_len(it)) != 0 ||
+            ad_buf_puts(out, ":") != 0)
+            return -1;
         first = 0;
-        rc |= ad_surf_json_str(out, json_object_iter_key(it), json_object_iter_key_len(it));
-        rc |= ad_buf_puts(out, ":");
-        rc |= put_value(json_object_iter_value(it), out);
+        int rc = put_value(json_object_iter_value(it), out, depth);
+        if (rc != 0)
+            return rc;
     }
-    return rc | ad_buf_puts(out, "}");
+    return ad_buf_puts(out, "}");
 }
 
-static int put_array(const json_t *v, ad_buf_t *out)
+static int put_array(const json_t *v, ad_buf_t *out, unsigned depth)
 {
-    int rc = ad_buf_puts(out, "[");
-    for (size_t i = 0; i < json_array_size(v) && rc == 0; i++) {
-        rc |= i ? ad_buf_puts(out, ",") : 0;
-        rc |= put_value(json_array_get(v, i), out);
+    if (ad_buf_puts(out, "[") != 0)
+        return -1;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        if (i > 0 && ad_buf_puts(out, ",") != 0)
+            return -1;
+        int rc = put_value(json_array_get(v, i), out, depth);
+        if (rc != 0)
+            return rc;
     }
-    return rc | ad_buf_puts(out, "]");
+    return ad_buf_puts(out, "]");
 }
 
-/* Recursion depth is bounded by jansson's parser (JSON_PARSER_MAX_DEPTH) for parsed input and by
- * our own construction for built values. */
-static int put_value(const json_t *v, ad_buf_t *out)
+/* depth = containers already open around v. Output deeper than the core's scanner accepts
+ * (AD_JSON_MAX_DEPTH) is refused here with -2, where the cause can still be named. */
+static int put_value(const json_t *v, ad_buf_t *out, unsigned depth)
 {
+    int container = json_is_object(v) || json_is_array(v);
+    if (container && depth >= AD_JSON_MAX_DEPTH)
+        return -2;
     switch (json_typeof(v)) {
     case JSON_OBJECT:
-        return put_object(v, out);
+        return put_object(v, out, depth + 1);
     case JSON_ARRAY:
-        return put_array(v, out);
+        return put_array(v, out, depth + 1);
     case JSON_STRING:
         return ad_surf_json_str(out, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
@@ -124,11 +143,10 @@ static int put_value(const json_t *v, ad_buf_t *out)
 int ad_surf_write_json(const json_t *v, ad_buf_t *out)
 {
     size_t mark = out->len;
-    if (v == NULL || put_value(v, out) != 0) {
+    int rc = v != NULL ? put_value(v, out, 0) : -1;
+    if (rc != 0)
         ad_surf_truncate(out, mark);
-        return -1;
-    }
-    return 0;
+    return rc == -2 ? -2 : rc != 0 ? -1 : 0;
 }
 
 int ad_surf_append_str(ad_buf_t *out, const json_t *s)

@@ -18,7 +18,11 @@
 /** Parses p[0..len) (strings may hold \u0000). Returns a new reference or NULL. */
 json_t *ad_surf_parse(const char *p, size_t len, json_error_t *je);
 
-/** Appends v as compact JSON (object keys in insertion order). 0, or -1 with out unchanged. */
+/**
+ * Appends v as compact JSON (object keys in insertion order). 0; -1 when out is full; -2 when v
+ * nests deeper than AD_JSON_MAX_DEPTH containers (the core's scanner would refuse it). On
+ * failure out is unchanged.
+ */
 int ad_surf_write_json(const json_t *v, ad_buf_t *out);
 
 /**

@@ -60,7 +60,8 @@ static int take_sampling(const json_t *in, json_t *out, char *err, size_t errlen
         return 0;
     if (!json_is_integer(mt) || json_integer_value(mt) < 1)
         return ad_surf_fail(err, errlen, "max_tokens must be an integer of at least 1");
-    return json_object_set(out, "max_tokens", (json_t *)mt) == 0 ? 0 : ad_surf_fail(err, errlen, "out of memory");
+    return json_object_set(out, "max_tokens", (json_t *)mt) == 0 ? 0
+                                                                 : ad_surf_fail(err, errlen, "out of memory");
 }
 
 static int translate(const json_t *in, json_t *out, char *provider, size_t cap, char *err, size_t errlen)
@@ -72,15 +73,17 @@ static int translate(const json_t *in, json_t *out, char *provider, size_t cap, 
         return ad_surf_fail(err, errlen, "model is required and must be a string");
     if (take_messages(msgs, err, errlen) != 0)
         return -1;
-    if (json_object_set(out, "model", (json_t *)model) != 0 || json_object_set(out, "messages", (json_t *)msgs) != 0)
+    if (json_object_set(out, "model", (json_t *)model) != 0 ||
+        json_object_set(out, "messages", (json_t *)msgs) != 0)
         return ad_surf_fail(err, errlen, "out of memory");
     if (take_sampling(in, out, err, errlen) != 0)
         return -1;
-    return json_object_set_new(out, "stream", json_false()) == 0 ? 0 : ad_surf_fail(err, errlen, "out of memory");
+    return json_object_set_new(out, "stream", json_false()) == 0 ? 0
+                                                                 : ad_surf_fail(err, errlen, "out of memory");
 }
 
-int ad_simple_in_request(const char *body, size_t len, ad_buf_t *openai_body, char *provider, size_t provider_cap,
-                         char *err, size_t errlen)
+int ad_simple_in_request(const char *body, size_t len, ad_buf_t *openai_body, char *provider,
+                         size_t provider_cap, char *err, size_t errlen)
 {
     if (provider_cap > 0)
         provider[0] = '\0';
@@ -92,7 +95,10 @@ int ad_simple_in_request(const char *body, size_t len, ad_buf_t *openai_body, ch
     json_t *out = json_object();
     int rc = out != NULL ? translate(in, out, provider, provider_cap, err, errlen)
                          : ad_surf_fail(err, errlen, "out of memory");
-    if (rc == 0 && ad_surf_write_json(out, openai_body) != 0)
+    int wrc = rc == 0 ? ad_surf_write_json(out, openai_body) : 0;
+    if (wrc == -2)
+        rc = ad_surf_fail(err, errlen, "request nests JSON deeper than %d levels", AD_JSON_MAX_DEPTH);
+    else if (wrc != 0)
         rc = ad_surf_fail(err, errlen, "request too large to translate");
     json_decref(out);
     json_decref(in);
@@ -109,9 +115,12 @@ int ad_simple_out_response(const char *openai_body, size_t len, const char *prov
         return -1;
     }
     if (model == NULL || model[0] == '\0')
-        model = json_is_string(json_object_get(root, "model")) ? json_string_value(json_object_get(root, "model")) : "";
+        model = json_is_string(json_object_get(root, "model"))
+                    ? json_string_value(json_object_get(root, "model"))
+                    : "";
     const json_t *usage = json_object_get(root, "usage");
-    int64_t in_tok = ad_surf_int(usage, "prompt_tokens", 0), out_tok = ad_surf_int(usage, "completion_tokens", 0);
+    int64_t in_tok = ad_surf_int(usage, "prompt_tokens", 0),
+            out_tok = ad_surf_int(usage, "completion_tokens", 0);
     ad_buf_t text;
     ad_buf_init(&text, MAX_TEXT);
     size_t mark = out->len;

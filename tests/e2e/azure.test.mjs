@@ -1,0 +1,245 @@
+// End to end with the official `openai` npm SDK pointed at Tollgate, Tollgate translating to a fake
+// Azure OpenAI resource (deployment URLs with api-version, the v1 API, api-key auth, content-filter
+// chunks; tests/fakes/azure-upstream.mjs).
+
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import {
+  startFakeAzure, AZURE_FAKE_KEY, AZURE_REPLY, AZURE_TOOL_CALL_ID, AZURE_TOOL_ARG_PIECES, AZURE_MIDSTREAM_ERROR,
+  azureEmbedding, promptTokens,
+} from '../fakes/azure-upstream.mjs';
+import { startTollgate, toYaml, assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+
+const MSGS = [
+  { role: 'system', content: 'Be brief.' },
+  { role: 'user', content: 'What is the weather in Paris?' },
+];
+const TOOLS = [
+  {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      description: 'Current weather',
+      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    },
+  },
+];
+
+let fake;
+let tg;
+let client;
+
+before(async () => {
+  fake = await startFakeAzure();
+  const entry = (name, deployment, extra = {}) => ({
+    model_name: name,
+    litellm_params: { model: `azure/${deployment}`, api_base: fake.url, api_key: AZURE_FAKE_KEY, ...extra },
+  });
+  const config = {
+    model_list: [
+      entry('gpt-4o', 'gpt-4o-prod', { api_version: '2024-10-21' }),
+      entry('gpt-4o-v1', 'gpt-4o-prod', { api_base: `${fake.url}/openai/v1` }),
+      entry('gpt-4o-legacy', 'gpt-4o-prod', { api_version: '2024-02-01' }),
+      entry('gpt-4o-tools', 'gpt-4o-tools'),
+      entry('throttled', 'throttled'),
+      entry('filtered', 'filtered'),
+      entry('broken', 'midstream-error'),
+      entry('gone', 'deleted-deployment'),
+      entry('wrong-key', 'gpt-4o-prod', { api_key: 'not-the-key' }),
+      entry('embed', 'text-embedding-3-small'),
+    ],
+    general_settings: { master_key: MASTER_KEY },
+  };
+  tg = await startTollgate({ config: toYaml(config) });
+  client = new OpenAI({ baseURL: `${tg.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+});
+
+after(async () => {
+  if (tg && tg.alive()) await tg.stop('SIGKILL', 5000);
+  if (fake) await fake.close();
+});
+
+const usageOf = (messages) => {
+  const p = promptTokens(messages);
+  return { prompt_tokens: p, completion_tokens: 5, total_tokens: p + 5 };
+};
+
+async function collect(stream) {
+  const out = { content: '', finish: null, usage: null, tools: [], chunks: [] };
+  for await (const chunk of stream) {
+    out.chunks.push(chunk);
+    if (chunk.usage) out.usage = chunk.usage;
+    for (const c of chunk.choices) {
+      assert.equal(typeof c.delta, 'object', `a choice without delta reached the client: ${JSON.stringify(chunk)}`);
+      assert.notEqual(c.delta, null);
+      if (c.delta.content) out.content += c.delta.content;
+      for (const t of c.delta.tool_calls || []) {
+        if (!out.tools[t.index]) out.tools[t.index] = { id: t.id, name: t.function.name, arguments: '' };
+        out.tools[t.index].arguments += t.function.arguments || '';
+      }
+      if (c.finish_reason) out.finish = c.finish_reason;
+    }
+  }
+  return out;
+}
+
+const pick = (u) => ({ prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens });
+
+describe('azure chat', () => {
+  test('non-stream: deployment URL with api-version, api-key header, deployment as model', async () => {
+    const r = await client.chat.completions.create({ model: 'gpt-4o', messages: MSGS, temperature: 0 });
+    assert.equal(r.choices[0].message.content, AZURE_REPLY);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    assert.deepEqual(pick(r.usage), usageOf(MSGS));
+    const up = fake.last();
+    assert.equal(up.path, '/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21');
+    assert.equal(up.headers['api-key'], AZURE_FAKE_KEY);
+    assert.equal(up.headers.authorization, undefined);
+    assert.equal(up.body.model, 'gpt-4o-prod');
+    assert.equal(up.body.temperature, 0);
+  });
+
+  test('stream with include_usage: filter chunks dropped, no choice without delta, usage present', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o',
+      messages: MSGS,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const out = await collect(stream);
+    assert.equal(out.content, AZURE_REPLY);
+    assert.equal(out.finish, 'stop');
+    assert.deepEqual(pick(out.usage), usageOf(MSGS));
+    assert.ok(out.chunks.every((c) => c.id !== ''), 'the prompt-filter chunk (empty id) never reaches the client');
+    assert.equal(out.chunks.filter((c) => c.choices.length === 0).length, 1, 'only the usage chunk has no choices');
+  });
+
+  test('stream without include_usage: the gateway asked for usage, the client does not see it', async () => {
+    const out = await collect(await client.chat.completions.create({ model: 'gpt-4o', messages: MSGS, stream: true }));
+    assert.equal(out.content, AZURE_REPLY);
+    assert.equal(out.usage, null);
+    assert.ok(out.chunks.every((c) => c.choices.length > 0));
+    assert.deepEqual(fake.last().body.stream_options, { include_usage: true });
+  });
+
+  test('v1 API: /openai/v1/chat/completions, no api-version, model = deployment', async () => {
+    const out = await collect(await client.chat.completions.create({ model: 'gpt-4o-v1', messages: MSGS, stream: true, stream_options: { include_usage: true } }));
+    assert.equal(out.content, AZURE_REPLY);
+    assert.ok(out.usage);
+    assert.equal(fake.last().path, '/openai/v1/chat/completions');
+    assert.equal(fake.last().body.model, 'gpt-4o-prod');
+  });
+
+  test('api-version before 2024-09-01: no stream_options spliced, the stream still works', async () => {
+    const out = await collect(await client.chat.completions.create({ model: 'gpt-4o-legacy', messages: MSGS, stream: true }));
+    assert.equal(out.content, AZURE_REPLY);
+    assert.equal('stream_options' in fake.last().body, false);
+    assert.match(fake.last().path, /api-version=2024-02-01$/);
+  });
+});
+
+describe('azure tools', () => {
+  async function roundTrip(stream) {
+    const first = { model: 'gpt-4o-tools', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: TOOLS };
+    let call;
+    if (stream) {
+      const out = await collect(await client.chat.completions.create({ ...first, stream: true }));
+      assert.equal(out.finish, 'tool_calls');
+      call = out.tools[0];
+    } else {
+      const r = await client.chat.completions.create(first);
+      assert.equal(r.choices[0].finish_reason, 'tool_calls');
+      const tc = r.choices[0].message.tool_calls[0];
+      call = { id: tc.id, name: tc.function.name, arguments: tc.function.arguments };
+    }
+    assert.deepEqual(call, { id: AZURE_TOOL_CALL_ID, name: 'get_weather', arguments: AZURE_TOOL_ARG_PIECES.join('') });
+    const messages = [
+      ...first.messages,
+      { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] },
+      { role: 'tool', tool_call_id: call.id, content: '18C sunny' },
+    ];
+    const second = { model: 'gpt-4o-tools', tools: TOOLS, messages };
+    const text = stream
+      ? (await collect(await client.chat.completions.create({ ...second, stream: true }))).content
+      : (await client.chat.completions.create(second)).choices[0].message.content;
+    assert.equal(text, 'Tool said: 18C sunny');
+    assert.deepEqual(fake.last().body.messages, messages, 'the conversation reaches Azure unchanged');
+  }
+
+  test('non-stream round trip', () => roundTrip(false));
+  test('stream round trip: tool-call deltas reassemble', () => roundTrip(true));
+});
+
+describe('azure embeddings', () => {
+  test('float', async () => {
+    const r = await client.embeddings.create({ model: 'embed', input: ['a', 'bb'], encoding_format: 'float' });
+    assert.deepEqual(r.data.map((d) => d.embedding), [azureEmbedding('a'), azureEmbedding('bb')]);
+    assert.match(fake.last().path, /^\/openai\/deployments\/text-embedding-3-small\/embeddings\?api-version=/);
+  });
+
+  test('base64 (the SDK default)', async () => {
+    const r = await client.embeddings.create({ model: 'embed', input: 'hello' });
+    assert.deepEqual(r.data[0].embedding, azureEmbedding('hello'));
+    assert.equal(fake.last().body.encoding_format, 'base64');
+  });
+});
+
+describe('azure errors', () => {
+  test('429 with Retry-After → RateLimitError, code "429", type normalised', async () => {
+    await assert.rejects(client.chat.completions.create({ model: 'throttled', messages: MSGS }), (e) => {
+      assert.ok(e instanceof OpenAI.RateLimitError, `got ${e.constructor.name}`);
+      assert.equal(e.status, 429);
+      assert.equal(e.code, '429');
+      assert.equal(e.type, 'rate_limit_error');
+      assert.equal(e.headers.get('retry-after'), '2');
+      return true;
+    });
+  });
+
+  test('prompt filtered → 400 BadRequestError with code content_filter, param prompt', async () => {
+    await assert.rejects(client.chat.completions.create({ model: 'filtered', messages: MSGS, stream: true }), (e) => {
+      assert.ok(e instanceof OpenAI.BadRequestError, `got ${e.constructor.name}`);
+      assert.equal(e.code, 'content_filter');
+      assert.equal(e.param, 'prompt');
+      assert.equal(e.type, 'invalid_request_error');
+      return true;
+    });
+  });
+
+  test('unknown deployment → 404 NotFoundError with DeploymentNotFound', async () => {
+    await assert.rejects(client.chat.completions.create({ model: 'gone', messages: MSGS }), (e) => {
+      assert.ok(e instanceof OpenAI.NotFoundError, `got ${e.constructor.name}`);
+      assert.equal(e.code, 'DeploymentNotFound');
+      return true;
+    });
+  });
+
+  test('bad key → 401 AuthenticationError', async () => {
+    await assert.rejects(client.chat.completions.create({ model: 'wrong-key', messages: MSGS }), (e) => {
+      assert.ok(e instanceof OpenAI.AuthenticationError, `got ${e.constructor.name}`);
+      assert.equal(e.type, 'authentication_error');
+      return true;
+    });
+  });
+
+  test('error inside the 200 stream → APIError while iterating', async () => {
+    const stream = await client.chat.completions.create({ model: 'broken', messages: MSGS, stream: true });
+    let content = '';
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of stream) content += chunk.choices[0]?.delta?.content || '';
+      })(),
+      (e) => {
+        assert.ok(e instanceof OpenAI.APIError, `got ${e.constructor.name}`);
+        assert.match(e.message, new RegExp(AZURE_MIDSTREAM_ERROR));
+        return true;
+      },
+    );
+    assert.equal(content, 'Hello');
+  });
+});
+
+test('gateway healthy, clean exit, no secrets printed', async () => {
+  await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY, AZURE_FAKE_KEY]);
+});
