@@ -5,6 +5,7 @@
  * OpenAI-compatible provider is served by the openai adapter with its own api_base.
  */
 #include "adapters/adapter.h"
+#include "adapters/errmap.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -116,17 +117,7 @@ int ad_usage_from_openai(ad_jspan_t usage, ad_usage_t *u)
 
 int ad_error_json(ad_buf_t *out, const char *message, const char *type, const char *code)
 {
-    int rc = ad_buf_puts(out, "{\"error\":{\"message\":");
-    rc |= ad_buf_append_json_str(out, message, strlen(message));
-    rc |= ad_buf_puts(out, ",\"type\":");
-    rc |= ad_buf_append_json_str(out, type, strlen(type));
-    rc |= ad_buf_puts(out, ",\"param\":null,\"code\":");
-    if (code != NULL)
-        rc |= ad_buf_append_json_str(out, code, strlen(code));
-    else
-        rc |= ad_buf_puts(out, "null");
-    rc |= ad_buf_puts(out, "}}");
-    return rc ? -1 : 0;
+    return ad_errmap_json(out, message, type, NULL, code);
 }
 
 typedef struct scan_ctx {

@@ -11,6 +11,7 @@
  */
 #include "adapters/adapter.h"
 #include "adapters/openai.h"
+#include "adapters/errmap.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,43 +217,18 @@ static int stream_finish(ad_stream_t *st)
     return partial || (!st->saw_done && !st->saw_error);
 }
 
-static const char *type_for_status(int status)
-{
-    switch (status) {
-    case 401:
-        return "authentication_error";
-    case 403:
-        return "permission_error";
-    case 429:
-        return "rate_limit_error";
-    default:
-        return status >= 500 ? "api_error" : "invalid_request_error";
-    }
-}
-
 void ad_openai_map_error(int status, const char *body, size_t len, const char *retry_after, ad_buf_t *out,
                          ad_error_t *err)
 {
     err->status = status;
-    err->retryable = status == 408 || status == 409 || status == 429 || status >= 500;
-    err->retry_ms = -1;
-    if (retry_after != NULL) {
-        char *end;
-        double s = strtod(retry_after, &end);
-        if (end != retry_after && s >= 0 && s < 86400)
-            err->retry_ms = (int64_t)(s * 1000);
-    }
+    err->retryable = ad_errmap_retryable(status);
+    err->retry_ms = ad_errmap_retry_ms(retry_after);
     ad_jspan_t e;
     if (ad_json_find(body, len, "error", &e) == 1 && (e.type == AD_J_OBJECT || e.type == AD_J_STRING))
         return; /* already an OpenAI-style error: forward it untouched */
     char msg[512];
-    size_t shown = len < 200 ? len : 200, k = 0;
-    char snippet[201];
-    for (size_t i = 0; i < shown; i++) /* printable ASCII only: bodies can be HTML or binary */
-        snippet[k++] = (body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : ' ';
-    snippet[k] = '\0';
-    snprintf(msg, sizeof(msg), "upstream returned HTTP %d%s%s", status, k ? ": " : "", snippet);
-    ad_error_json(out, msg, type_for_status(status), "upstream_error");
+    ad_errmap_snippet(status, body, len, msg, sizeof(msg)); /* bodies can be HTML or binary */
+    ad_errmap_json(out, msg, ad_errmap_type(status), NULL, "upstream_error");
 }
 
 const ad_adapter_t ad_openai = {
