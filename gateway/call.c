@@ -54,6 +54,7 @@ typedef struct gw_call {
     ad_buf_t conv;    /* non-OpenAI surfaces: the response translated back */
     ad_anthropic_enc_t enc;
     int has_enc;
+    int conv_status; /* non-zero when translating the response failed and changed the status */
     int up_status;
     char retry_after[64];
     char errmsg[256];
@@ -134,8 +135,14 @@ static const ad_buf_t *convert_body(gw_call_t *c, int status, const char *body, 
     if (status >= 400) {
         gw_surface_error_body(rc, status, body, len, &c->conv);
     } else if (rc->surface == GW_SURFACE_ANTHROPIC) {
-        if (ad_anthropic_in_response(body, len, rc->model, &c->conv) != 0)
+        if (ad_anthropic_in_response(body, len, rc->model, &c->conv) != 0) {
+            /* never hand an Anthropic client an OpenAI body: say the upstream answer was unusable */
+            static const char e[] = "{\"error\":{\"message\":\"the upstream response could not be translated\","
+                                    "\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}";
             ad_buf_reset(&c->conv);
+            ad_anthropic_error_body(502, e, sizeof(e) - 1, &c->conv);
+            c->conv_status = 502;
+        }
     } else {
         int64_t ms = (int64_t)((gw_now_ns() - rc->start_ns) / 1000000);
         if (ad_simple_out_response(body, len, rc->provider, rc->model, ms, &c->conv) != 0)
@@ -151,6 +158,8 @@ static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
     if (conv != NULL) {
         body = conv->data;
         len = conv->len;
+        if (c->conv_status != 0)
+            status = c->conv_status;
     }
     req->res.status = status;
     req->res.reason = status < 400 ? "OK" : "Error";
@@ -208,6 +217,8 @@ static int on_event_anthropic(gw_call_t *c, const ad_event_t *ev)
         return ad_anthropic_enc_finish(&c->enc, &c->out);
     case AD_EV_ERROR:
         return ad_anthropic_enc_abort(&c->enc, ev->data, ev->len, &c->out);
+    case AD_EV_COMMENT: /* upstream keep-alive: idle-timeout clients (Claude Code) see traffic */
+        return ad_anthropic_enc_ping(&c->enc, &c->out);
     default:
         return 0;
     }
@@ -295,6 +306,8 @@ static void finish_stream(gw_call_t *c, CURLcode rc, const char *errmsg)
         append_error_event(c, GW_ERR_UPSTREAM, "upstream stream ended before it was complete");
     if (c->st.usage.prompt_tokens >= 0)
         c->rc->usage = c->st.usage;
+    if (c->has_enc) /* idempotent: closes the Anthropic sequence if nothing else did */
+        ad_anthropic_enc_finish(&c->enc, &c->out);
     c->up_done = 1;
     flush(c);
 }
@@ -561,6 +574,7 @@ static int prepare_passthrough(gw_call_t *c, gw_xfer_opts_t *o)
 {
     o->url = c->areq.op == AD_OP_EMBEDDINGS ? c->route->url_embeddings : c->route->url_chat;
     o->headers = c->route->headers;
+    o->h1_headers = &c->route->h1_headers; /* converted once per route */
     ad_buf_reserve(&c->upbody, c->areq.body_len + strlen(c->dep.upstream_model) + 64); /* one allocation */
     if (ad_openai_splice_body(&c->areq, c->dep.upstream_model, &c->upbody) != 0)
         return gw_request_error(c->rc, GW_ERR_TOO_LARGE, "request too large to forward", NULL);

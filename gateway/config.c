@@ -403,7 +403,7 @@ static int load_secrets(loader_t *ld)
 
 /* ---------------------------------------------------------------- server settings */
 
-typedef enum { S_STR, S_INT, S_SIZE, S_MS } setting_kind_t;
+typedef enum { S_STR, S_INT, S_SIZE, S_MS, S_ENUM } setting_kind_t;
 
 /* tollgate_settings: name, type, bounds. Defaults are in server_defaults(). */
 typedef struct setting {
@@ -411,21 +411,25 @@ typedef struct setting {
     setting_kind_t kind;
     size_t off;
     uint64_t min, max;
+    const char *const *names; /* S_ENUM: the accepted strings, index = value (int field) */
 } setting_t;
+
+static const char *const UPSTREAM_CLIENTS[] = {"auto", "curl", NULL}; /* gw_upstream_client_t */
 
 #define SOFF(f) offsetof(gw_server_settings_t, f)
 static const setting_t SETTINGS[] = {
-    {"host", S_STR, SOFF(host), 0, 0},
-    {"port", S_INT, SOFF(port), 1, 65535},
-    {"workers", S_INT, SOFF(workers), 0, 256},
-    {"max_request_body", S_SIZE, SOFF(max_request_body), 1024, MAX_BODY},
-    {"max_response_body", S_SIZE, SOFF(max_response_body), 1024, MAX_BODY},
-    {"header_timeout_ms", S_MS, SOFF(header_timeout_ms), 1, WEEK_MS},
-    {"idle_timeout_ms", S_MS, SOFF(idle_timeout_ms), 1, WEEK_MS},
-    {"upstream_timeout_ms", S_MS, SOFF(upstream_timeout_ms), 1, WEEK_MS},
-    {"connect_timeout_ms", S_MS, SOFF(connect_timeout_ms), 1, WEEK_MS},
-    {"drain_timeout_ms", S_MS, SOFF(drain_timeout_ms), 0, WEEK_MS},
-    {"max_streams_per_conn", S_INT, SOFF(max_streams_per_conn), 1, 10000},
+    {"host", S_STR, SOFF(host), 0, 0, NULL},
+    {"port", S_INT, SOFF(port), 1, 65535, NULL},
+    {"workers", S_INT, SOFF(workers), 0, 256, NULL},
+    {"max_request_body", S_SIZE, SOFF(max_request_body), 1024, MAX_BODY, NULL},
+    {"max_response_body", S_SIZE, SOFF(max_response_body), 1024, MAX_BODY, NULL},
+    {"header_timeout_ms", S_MS, SOFF(header_timeout_ms), 1, WEEK_MS, NULL},
+    {"idle_timeout_ms", S_MS, SOFF(idle_timeout_ms), 1, WEEK_MS, NULL},
+    {"upstream_timeout_ms", S_MS, SOFF(upstream_timeout_ms), 1, WEEK_MS, NULL},
+    {"connect_timeout_ms", S_MS, SOFF(connect_timeout_ms), 1, WEEK_MS, NULL},
+    {"drain_timeout_ms", S_MS, SOFF(drain_timeout_ms), 0, WEEK_MS, NULL},
+    {"max_streams_per_conn", S_INT, SOFF(max_streams_per_conn), 1, 10000, NULL},
+    {"upstream_client", S_ENUM, SOFF(upstream_client), 0, 1, UPSTREAM_CLIENTS},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -461,6 +465,16 @@ static int apply_setting(loader_t *ld, const json_t *ts, const setting_t *st, co
         free(*(char **)field);
         *(char **)field = copy;
         return 0;
+    }
+    if (st->kind == S_ENUM) {
+        for (int i = 0; json_is_string(v) && st->names[i]; i++) {
+            if (strcmp(json_string_value(v), st->names[i]) == 0) {
+                *(int *)field = i; /* enum fields are int-sized */
+                return 0;
+            }
+        }
+        return fail(ld, ts, st->name, SIZE_MAX, "tollgate_settings.%s must be one of: %s, %s", st->name,
+                    st->names[0], st->names[1]);
     }
     int ok = st->kind == S_SIZE ? read_size(v, &n) : read_uint(v, &n);
     if (!ok || n < st->min || n > st->max)

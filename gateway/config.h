@@ -46,6 +46,12 @@ typedef struct gw_deployment {
     size_t index;           /* position in model_list */
 } gw_deployment_t;
 
+/** tollgate_settings.upstream_client: which HTTP client carries upstream requests. */
+typedef enum gw_upstream_client {
+    GW_UPSTREAM_CLIENT_AUTO = 0, /* "auto": h2o's HTTP/1.1 client for http://, libcurl otherwise */
+    GW_UPSTREAM_CLIENT_CURL,     /* "curl": libcurl for every URL */
+} gw_upstream_client_t;
+
 /**
  * Server knobs: `tollgate_settings` section (ours; LiteLLM ignores it) plus CLI overrides.
  * Bounds (a value outside is a load error): port 1..65535, workers 0..256, bodies 1 KiB..16 GiB
@@ -66,6 +72,8 @@ typedef struct gw_server_settings {
     uint64_t connect_timeout_ms;  /* default 10000 */
     uint64_t drain_timeout_ms;    /* default 30000: SIGTERM waits this long for live requests */
     int max_streams_per_conn;     /* default 100 (h2 concurrent streams) */
+    /* "auto" (default): h2o's HTTP/1.1 client for http:// upstreams; "curl": libcurl always */
+    gw_upstream_client_t upstream_client;
 } gw_server_settings_t;
 
 typedef struct gw_config {

@@ -191,6 +191,7 @@ static void dump_server(FILE *out, const gw_server_settings_t *s)
             (unsigned long long)s->upstream_timeout_ms, (unsigned long long)s->connect_timeout_ms);
     fprintf(out, "  drain_timeout_ms: %llu\n  max_streams_per_conn: %d\n",
             (unsigned long long)s->drain_timeout_ms, s->max_streams_per_conn);
+    fprintf(out, "  upstream_client: %s\n", s->upstream_client == GW_UPSTREAM_CLIENT_CURL ? "curl" : "auto");
 }
 
 /* Sections kept as JSON for other modules: names and sizes only, never contents. Empty ones

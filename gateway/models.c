@@ -141,7 +141,7 @@ static int build_route(gw_route_t *r, const gw_deployment_t *d, char *err, size_
         explicit_bzero(h, n);
         free(h);
     }
-    return 0;
+    return gw_upstream_headers_build(&r->h1_headers, r->headers);
 }
 
 static gw_model_group_t *group_for(gw_models_t *m, const char *name)
@@ -220,6 +220,9 @@ void gw_models_destroy(gw_models_t *m)
         free(m->routes[i].url_chat);
         free(m->routes[i].url_embeddings);
         curl_slist_free_all(m->routes[i].headers);
+        if (m->routes[i].h1_headers.block != NULL)
+            explicit_bzero(m->routes[i].h1_headers.block, m->routes[i].h1_headers.len); /* holds the key */
+        gw_upstream_headers_free(&m->routes[i].h1_headers);
         json_decref(m->routes[i].params);
     }
     for (size_t i = 0; i < m->n_groups; i++) {

@@ -15,6 +15,7 @@
 
 #include "adapters/adapter.h"
 #include "gateway/config.h"
+#include "gateway/upstream.h"
 
 /** One deployment ready to be called: adapter, URLs and prebuilt upstream headers. */
 typedef struct gw_route {
@@ -24,6 +25,7 @@ typedef struct gw_route {
     char *url_chat;             /* api_base + "/chat/completions" (for passthrough adapters) */
     char *url_embeddings;       /* api_base + "/embeddings" */
     struct curl_slist *headers; /* Authorization, Content-Type, Expect: */
+    gw_h1_headers_t h1_headers; /* the same list as HTTP/1.1 header lines, for http:// upstreams */
     json_t *params; /* litellm_params with environment fallbacks, when any applied (owned) */
     int is_mock;
     int wildcard; /* upstream_model contains '*' to be filled per request */

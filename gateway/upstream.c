@@ -1,5 +1,6 @@
 /*
- * upstream.c — libcurl multi on an h2o evloop (see upstream.h for the contract).
+ * upstream.c — libcurl multi on an h2o evloop, and the dispatch between the two transports (see
+ * upstream.h for the contract; the HTTP/1.1 transport is upstream_h1.c).
  *
  * The measured rules of DESIGN §3 apply here:
  *  - curl's fds are wrapped with h2o_evloop_socket_create(…, DONT_READ): h2o tells us they are
@@ -13,7 +14,7 @@
  *  - Nothing here calls curl_multi_* from inside a curl callback: completions and deferred work
  *    run in after_action(), once curl has returned.
  */
-#include "gateway/upstream.h"
+#include "gateway/upstream_int.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -21,43 +22,25 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define MAX_IDLE_EASY 256
-
-typedef struct fdent {
+struct fdent {
     gw_upstream_t *up;
     h2o_socket_t *sock;
     int fd;
     int want_out;
-} fdent_t;
-
-struct gw_upstream {
-    h2o_evloop_t *loop;
-    CURLM *multi;
-    h2o_timeout_t tlist;
-    h2o_timeout_entry_t tentry;
-    fdent_t **fds;
-    size_t nfds;
-    h2o_linklist_t deferred;
-    CURL *idle[MAX_IDLE_EASY];
-    size_t n_idle;
-    size_t running;
-    int in_after;
 };
 
-struct gw_xfer {
-    gw_upstream_t *up;
+typedef struct curl_xfer {
+    gw_xfer_t base; /* first: a gw_xfer_t * is a curl_xfer_t * when !is_h1 */
     CURL *easy;
-    gw_xfer_cbs_t cbs;
-    void *ud;
     int status;
     int headers_done;
     int paused;
     char ctype[128];
     char retry_after[64];
     char errbuf[CURL_ERROR_SIZE];
-};
+} curl_xfer_t;
 
-static void after_action(gw_upstream_t *up);
+#define after_action gw_upstream_after_action
 
 static fdent_t *fdent_get(gw_upstream_t *up, int fd, int create)
 {
@@ -208,6 +191,7 @@ void gw_upstream_destroy(gw_upstream_t *up)
 {
     if (up == NULL)
         return;
+    gw_h1_destroy(up);
     for (size_t i = 0; i < up->n_idle; i++)
         curl_easy_cleanup(up->idle[i]);
     curl_multi_cleanup(up->multi); /* closes cached connections through our close callback */
@@ -222,20 +206,20 @@ void gw_upstream_destroy(gw_upstream_t *up)
 
 static void release_easy(gw_upstream_t *up, CURL *easy)
 {
-    if (up->n_idle < MAX_IDLE_EASY)
+    if (up->n_idle < GW_MAX_IDLE_EASY)
         up->idle[up->n_idle++] = easy;
     else
         curl_easy_cleanup(easy);
 }
 
-static void finish_xfer(gw_xfer_t *x, CURLcode rc)
+static void finish_xfer(curl_xfer_t *x, CURLcode rc)
 {
-    gw_upstream_t *up = x->up;
+    gw_upstream_t *up = x->base.up;
     curl_multi_remove_handle(up->multi, x->easy);
     release_easy(up, x->easy);
     up->running--;
-    gw_xfer_cbs_t cbs = x->cbs;
-    void *ud = x->ud;
+    gw_xfer_cbs_t cbs = x->base.cbs;
+    void *ud = x->base.ud;
     char errmsg[CURL_ERROR_SIZE];
     memcpy(errmsg, x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc), sizeof(errmsg));
     errmsg[sizeof(errmsg) - 1] = '\0';
@@ -243,7 +227,7 @@ static void finish_xfer(gw_xfer_t *x, CURLcode rc)
     cbs.on_done(ud, rc, errmsg);
 }
 
-static void after_action(gw_upstream_t *up)
+void gw_upstream_after_action(gw_upstream_t *up)
 {
     if (up->in_after)
         return; /* the outer call drains whatever this one would have */
@@ -256,11 +240,13 @@ static void after_action(gw_upstream_t *up)
         while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
-            gw_xfer_t *x = NULL;
+            curl_xfer_t *x = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
             finish_xfer(x, msg->data.result);
             more = 1;
         }
+        if (up->h1 != NULL && gw_h1_run_done(up))
+            more = 1;
         while (!h2o_linklist_is_empty(&up->deferred)) {
             gw_deferred_t *d = H2O_STRUCT_FROM_MEMBER(gw_deferred_t, link, up->deferred.next);
             h2o_linklist_unlink(&d->link);
@@ -273,7 +259,7 @@ static void after_action(gw_upstream_t *up)
 
 static size_t on_curl_header(char *p, size_t size, size_t nmemb, void *ud)
 {
-    gw_xfer_t *x = ud;
+    curl_xfer_t *x = ud;
     size_t n = size * nmemb;
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         const char *sp = memchr(p, ' ', n);
@@ -284,9 +270,9 @@ static size_t on_curl_header(char *p, size_t size, size_t nmemb, void *ud)
     if (n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n')) {
         if (x->status >= 200 && !x->headers_done) {
             x->headers_done = 1;
-            if (x->cbs.on_headers != NULL)
-                x->cbs.on_headers(x->ud, x->status, x->ctype[0] ? x->ctype : NULL,
-                                  x->retry_after[0] ? x->retry_after : NULL);
+            if (x->base.cbs.on_headers != NULL)
+                x->base.cbs.on_headers(x->base.ud, x->status, x->ctype[0] ? x->ctype : NULL,
+                                       x->retry_after[0] ? x->retry_after : NULL);
         }
         return n;
     }
@@ -318,24 +304,23 @@ static size_t on_curl_header(char *p, size_t size, size_t nmemb, void *ud)
 
 static size_t on_curl_write(char *p, size_t size, size_t nmemb, void *ud)
 {
-    gw_xfer_t *x = ud;
+    curl_xfer_t *x = ud;
     size_t n = size * nmemb;
     if (!x->headers_done) {
         /* a body without a header block end (HTTP/0.9-ish or curl quirk): report headers now */
         x->headers_done = 1;
-        if (x->cbs.on_headers != NULL)
-            x->cbs.on_headers(x->ud, x->status, x->ctype[0] ? x->ctype : NULL, NULL);
+        if (x->base.cbs.on_headers != NULL)
+            x->base.cbs.on_headers(x->base.ud, x->status, x->ctype[0] ? x->ctype : NULL, NULL);
     }
-    size_t r = x->cbs.on_data(x->ud, p, n);
+    size_t r = x->base.cbs.on_data(x->base.ud, p, n);
     if (r == CURL_WRITEFUNC_PAUSE)
         x->paused = 1;
     return r;
 }
 
-gw_xfer_t *gw_upstream_start(gw_upstream_t *up, const gw_xfer_opts_t *o, const gw_xfer_cbs_t *cbs,
-                             void *ud)
+static gw_xfer_t *curl_start(gw_upstream_t *up, const gw_xfer_opts_t *o, const gw_xfer_cbs_t *cbs, void *ud)
 {
-    gw_xfer_t *x = calloc(1, sizeof(*x));
+    curl_xfer_t *x = calloc(1, sizeof(*x));
     if (x == NULL)
         return NULL;
     CURL *easy = up->n_idle ? up->idle[--up->n_idle] : curl_easy_init();
@@ -344,10 +329,10 @@ gw_xfer_t *gw_upstream_start(gw_upstream_t *up, const gw_xfer_opts_t *o, const g
         return NULL;
     }
     curl_easy_reset(easy);
-    x->up = up;
+    x->base.up = up;
+    x->base.cbs = *cbs;
+    x->base.ud = ud;
     x->easy = easy;
-    x->cbs = *cbs;
-    x->ud = ud;
     curl_easy_setopt(easy, CURLOPT_URL, o->url);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, x->errbuf);
@@ -378,26 +363,58 @@ gw_xfer_t *gw_upstream_start(gw_upstream_t *up, const gw_xfer_opts_t *o, const g
         return NULL;
     }
     up->running++;
-    return x;
+    return &x->base;
 }
 
-void gw_upstream_cancel(gw_xfer_t *x)
+/* http:// goes to h2o's HTTP/1.1 client unless configured otherwise or the URL needs curl. */
+static int wants_h1(const gw_upstream_t *up, const char *url)
 {
-    gw_upstream_t *up = x->up;
+    return up->client == GW_UPSTREAM_CLIENT_AUTO && strncasecmp(url, "http://", 7) == 0;
+}
+
+gw_xfer_t *gw_upstream_start(gw_upstream_t *up, const gw_xfer_opts_t *o, const gw_xfer_cbs_t *cbs, void *ud)
+{
+    if (wants_h1(up, o->url)) {
+        int unsupported = 0;
+        gw_xfer_t *x = gw_h1_start(up, o, cbs, ud, &unsupported);
+        if (x != NULL || !unsupported)
+            return x;
+    }
+    return curl_start(up, o, cbs, ud);
+}
+
+void gw_upstream_cancel(gw_xfer_t *base)
+{
+    if (base->is_h1) {
+        gw_h1_cancel(base);
+        return;
+    }
+    curl_xfer_t *x = (curl_xfer_t *)base;
+    gw_upstream_t *up = base->up;
     curl_multi_remove_handle(up->multi, x->easy);
     release_easy(up, x->easy);
     up->running--;
     free(x);
 }
 
-void gw_upstream_resume(gw_xfer_t *x)
+void gw_upstream_resume(gw_xfer_t *base)
 {
+    if (base->is_h1) {
+        gw_h1_resume(base);
+        return;
+    }
+    curl_xfer_t *x = (curl_xfer_t *)base;
     if (!x->paused)
         return;
     x->paused = 0;
-    gw_upstream_t *up = x->up;
+    gw_upstream_t *up = base->up;
     curl_easy_pause(x->easy, CURLPAUSE_CONT); /* may deliver buffered data right away */
     after_action(up);
+}
+
+void gw_upstream_set_client(gw_upstream_t *up, gw_upstream_client_t client)
+{
+    up->client = client;
 }
 
 void gw_upstream_defer(gw_upstream_t *up, gw_deferred_t *d)

@@ -515,6 +515,7 @@ Test(config, server_defaults)
     cr_expect_eq(s->connect_timeout_ms, 10000);
     cr_expect_eq(s->drain_timeout_ms, 30000);
     cr_expect_eq(s->max_streams_per_conn, 100);
+    cr_expect_eq(s->upstream_client, GW_UPSTREAM_CLIENT_AUTO);
     gw_config_free(cfg);
 }
 
@@ -532,6 +533,7 @@ Test(config, tollgate_settings_override)
                             "  drain_timeout_ms: 0\n"
                             "  max_streams_per_conn: 50\n"
                             "  turbo: true\n"
+                            "  upstream_client: curl\n"
                             "litellm_settings:\n"
                             "  request_timeout: 45\n");
     gw_server_settings_t *s = &cfg->server;
@@ -545,6 +547,7 @@ Test(config, tollgate_settings_override)
     cr_expect_eq(s->connect_timeout_ms, 2000);
     cr_expect_eq(s->drain_timeout_ms, 0);
     cr_expect_eq(s->max_streams_per_conn, 50);
+    cr_expect_eq(s->upstream_client, GW_UPSTREAM_CLIENT_CURL);
     cr_expect_eq(s->upstream_timeout_ms, 45000, "litellm_settings.request_timeout applies");
     cr_expect(has_warning(cfg, "line 12: unknown key 'turbo' in tollgate_settings"));
     gw_config_free(cfg);
@@ -581,6 +584,10 @@ static const bad_case_t BAD_SERVER[] = {
      "t.yaml:2:3: tollgate_settings.idle_timeout_ms must be an integer from 1 to 604800000"},
     {"tollgate_settings:\n  host: ''\n", "t.yaml:2:3: tollgate_settings.host must be a non-empty string"},
     {"tollgate_settings: 5\n", "t.yaml:1:1: tollgate_settings must be a mapping"},
+    {"tollgate_settings:\n  upstream_client: h2o\n",
+     "t.yaml:2:3: tollgate_settings.upstream_client must be one of: auto, curl"},
+    {"tollgate_settings:\n  upstream_client: 1\n",
+     "t.yaml:2:3: tollgate_settings.upstream_client must be one of: auto, curl"},
     {"tollgate_settings:\n  port: 0\n  workers: 1\n  port: 0\n",
      "t.yaml:4:3: tollgate_settings.port must be an integer from 1 to 65535"},
     {"litellm_settings:\n  request_timeout: soon\n",
