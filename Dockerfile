@@ -12,14 +12,17 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_TESTS=OFF \
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      libh2o-evloop0.13 libcurl4 libjansson4 libyaml-0-2 libssl3 ca-certificates \
+      libh2o-evloop0.13 libcurl4 libjansson4 libyaml-0-2 libssl3 libsqlite3-0 libpq5 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home /app tollgate
+    && useradd --system --home /app tollgate \
+    && mkdir -p /app/data && chown tollgate: /app/data
 WORKDIR /app
 COPY --from=build /src/build/tollgate /usr/local/bin/tollgate
 COPY config /app/config
 USER tollgate
 ENV PORT=4000
+# SQLite store (when DATABASE_URL is not set); mount a volume here to keep keys and spend
+ENV TOLLGATE_DATA_DIR=/app/data
 EXPOSE 4000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=2s CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/$PORT"]

@@ -3,6 +3,7 @@
  *
  *   tollgate --config FILE [--host H] [--port P] [--workers N]   serve
  *   tollgate check-config FILE                                    validate and print (redacted)
+ *   tollgate migrate [--config FILE]                              apply database migrations
  *   tollgate --version | --help
  *
  * The port comes from --port, else the PORT environment variable (Railway and similar hosts set
@@ -17,6 +18,7 @@
 #include "adapters/buf.h"
 #include "gateway/config.h"
 #include "gateway/server.h"
+#include "gateway/store.h"
 
 #define TOLLGATE_VERSION "0.1.0"
 
@@ -24,6 +26,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: tollgate --config FILE [--host H] [--port P] [--workers N]\n"
                  "       tollgate check-config FILE\n"
+                 "       tollgate migrate [--config FILE]\n"
                  "       tollgate --version\n");
 }
 
@@ -65,6 +68,49 @@ static int check_config(const char *path)
     return 0;
 }
 
+/* `tollgate migrate [--config FILE]`: applies pending schema/ migrations to the store the config
+ * (or DATABASE_URL / TOLLGATE_DATA_DIR) names, and prints what ran. */
+static int migrate(int argc, char **argv)
+{
+    const char *config = NULL;
+    for (int i = 2; i < argc; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+            config = argv[++i];
+            continue;
+        }
+        usage(stderr);
+        return 2;
+    }
+    char err[512];
+    gw_config_t *cfg = NULL;
+    if (config != NULL && (cfg = gw_config_load(config, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    int rc = 1;
+    json_t *applied = NULL;
+    gw_store_t *s = gw_store_open(cfg, NULL, err, sizeof(err));
+    if (s == NULL) {
+        fprintf(stderr, "migrate: %s\n", err);
+        goto out;
+    }
+    printf("store: %s\n", gw_store_describe(s));
+    if (gw_store_migrate(s, &applied, err, sizeof(err)) != GW_STORE_OK) {
+        fprintf(stderr, "migrate: %s\n", err);
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(applied); i++)
+        printf("applied %s\n", json_string_value(json_array_get(applied, i)));
+    if (json_array_size(applied) == 0)
+        printf("schema up to date\n");
+    rc = 0;
+out:
+    json_decref(applied);
+    gw_store_close(s);
+    gw_config_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL, *host = NULL, *port_s = NULL, *workers_s = NULL;
@@ -75,6 +121,8 @@ int main(int argc, char **argv)
         }
         return check_config(argv[2]);
     }
+    if (argc >= 2 && strcmp(argv[1], "migrate") == 0)
+        return migrate(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0 ? &config

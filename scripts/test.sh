@@ -26,13 +26,67 @@ status=0
 note() { printf '\n=== %s ===\n' "$*"; }
 
 # ---------------------------------------------------------------------------------------------
-# Services. The integration tests will later need PostgreSQL and Redis on loopback; start them
-# here (and stop them in stop_services, which runs on every exit path). For now: nothing to do.
+# Services: a throwaway PostgreSQL (scripts/pgtmp.sh) and Redis on loopback ports, in one temp
+# dir, for every test step. The tests read TEST_DATABASE_URL and TEST_REDIS_URL (unset when a
+# service could not start: the step is counted as failed and tests that need it skip).
+# stop_services runs on every exit path (trap) and may run twice.
+SVC_DIR=""
+REDIS_PIDFILE=""
 start_services() {
-  : # TODO(PostgreSQL, Redis): start on loopback ports, export DATABASE_URL / REDIS_URL
+  SVC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-svc.XXXXXX")
+  chmod 755 "$SVC_DIR"
+  local url
+  if url=$(scripts/pgtmp.sh up "$SVC_DIR/pg"); then
+    export TEST_DATABASE_URL=$url
+    echo "postgres: $TEST_DATABASE_URL"
+  else
+    echo "test.sh: could not start PostgreSQL" >&2
+    failed=$((failed + 1))
+    status=1
+  fi
+  local port i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue # in use
+    REDIS_PIDFILE="$SVC_DIR/redis.pid"
+    if redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+      --pidfile "$REDIS_PIDFILE" --dir "$SVC_DIR" --logfile "$SVC_DIR/redis.log" >/dev/null 2>&1; then
+      for i in $(seq 1 100); do # up to 5 s until it answers
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+      done
+      if [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
+        export TEST_REDIS_URL="redis://127.0.0.1:$port"
+        echo "redis: $TEST_REDIS_URL"
+        return 0
+      fi
+      stop_redis
+    fi
+  done
+  echo "test.sh: could not start redis-server" >&2
+  failed=$((failed + 1))
+  status=1
+}
+stop_redis() {
+  if [ -n "$REDIS_PIDFILE" ] && [ -f "$REDIS_PIDFILE" ]; then
+    local pid i
+    pid=$(cat "$REDIS_PIDFILE")
+    kill "$pid" 2>/dev/null
+    for i in $(seq 1 100); do # up to 5 s
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    rm -f "$REDIS_PIDFILE"
+  fi
+  REDIS_PIDFILE=""
 }
 stop_services() {
-  : # TODO(PostgreSQL, Redis): stop what start_services started
+  [ -n "$SVC_DIR" ] || return 0
+  stop_redis
+  [ -d "$SVC_DIR/pg" ] && scripts/pgtmp.sh stop "$SVC_DIR/pg"
+  rm -rf "$SVC_DIR"
+  SVC_DIR=""
+  unset TEST_DATABASE_URL TEST_REDIS_URL
 }
 cleanup() {
   stop_services
@@ -40,6 +94,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+note "services (PostgreSQL, Redis on loopback)"
+start_services
 
 # ---------------------------------------------------------------------------------------------
 # 1. ctest
@@ -85,7 +143,6 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 3. integration + e2e against the real binary
 note "integration and e2e tests (node --test, TOLLGATE_BIN=$TOLLGATE_BIN)"
-start_services
 node --test --test-concurrency=1 --test-reporter=tap tests/integration/ tests/e2e/ 2>&1 | tee "$LOG_DIR/node.log"
 rc=${PIPESTATUS[0]}
 np=$(grep -E '^# pass [0-9]+' "$LOG_DIR/node.log" | tail -1 | awk '{print $3}')

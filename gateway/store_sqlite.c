@@ -1,0 +1,299 @@
+/*
+ * store_sqlite.c — the SQLite backend: one connection to a WAL-mode file, used only by the
+ * store thread.
+ *
+ * WAL lets readers in other processes (sqlite3 CLI, backups) run beside the writer; the busy
+ * timeout makes a second Tollgate process on the same file wait for the write lock instead of
+ * failing at once; synchronous=FULL makes a committed admin write survive a power cut (spend has
+ * its own journal, and the store thread is the only one that waits for the fsync).
+ *
+ * Parameters are written $1, $2, … as in PostgreSQL; SQLite sees them as named parameters and
+ * we bind each by the number in its name. Results are typed by the column's declared type:
+ * BOOLEAN columns come back as true/false and JSON columns as parsed JSON values.
+ */
+#include "gateway/store_int.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BUSY_TIMEOUT_MS 5000
+
+static int status_of(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return GW_STORE_OK;
+    case SQLITE_CONSTRAINT:
+        return GW_STORE_CONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return GW_STORE_BUSY;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_NOMEM:
+        return GW_STORE_UNAVAILABLE;
+    default:
+        return GW_STORE_ERROR;
+    }
+}
+
+static int fail(sqlite3 *db, int rc, char *err, size_t errlen)
+{
+    return gw_store_errf(err, errlen, status_of(rc), "sqlite: %s",
+                         db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+static int lite_open(const char *path, void **h, char *desc, size_t desclen, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    int rc =
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        gw_store_errf(err, errlen, GW_STORE_ERROR, "cannot open %s: %s", path,
+                      db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return GW_STORE_ERROR;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    /* journal_mode answers with the mode in force: anything but "wal" means WAL is unavailable */
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    int wal = mode != NULL && strcasecmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal ||
+        sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", NULL, NULL, NULL) != SQLITE_OK) {
+        gw_store_errf(err, errlen, GW_STORE_ERROR, "cannot use %s: %s", path,
+                      !wal && rc == SQLITE_ROW ? "WAL journal mode unavailable" : sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return GW_STORE_ERROR;
+    }
+    snprintf(desc, desclen, "sqlite %s", path);
+    *h = db;
+    return GW_STORE_OK;
+}
+
+static void lite_close(void *h)
+{
+    sqlite3_close(h);
+}
+
+static int lite_ready(void *h, char *err, size_t errlen)
+{
+    return GW_STORE_OK;
+}
+
+static int bind_one(sqlite3_stmt *st, int idx, const gw_store_param_t *p, char *err, size_t errlen)
+{
+    int rc;
+    switch (p->type) {
+    case GW_SP_NULL:
+        rc = sqlite3_bind_null(st, idx);
+        break;
+    case GW_SP_INT:
+    case GW_SP_BOOL:
+        rc = sqlite3_bind_int64(st, idx, p->type == GW_SP_BOOL ? p->i != 0 : p->i);
+        break;
+    case GW_SP_REAL:
+        rc = sqlite3_bind_double(st, idx, p->d);
+        break;
+    case GW_SP_TEXT:
+        rc = p->s != NULL ? sqlite3_bind_text(st, idx, p->s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, idx);
+        break;
+    case GW_SP_JSON: {
+        if (p->j == NULL) {
+            rc = sqlite3_bind_null(st, idx);
+            break;
+        }
+        char *text = json_dumps(p->j, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text == NULL)
+            return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter $%d: cannot serialize JSON", idx);
+        rc = sqlite3_bind_text(st, idx, text, -1, free);
+        break;
+    }
+    default:
+        return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter $%d: unknown type", idx);
+    }
+    return rc == SQLITE_OK ? GW_STORE_OK : fail(sqlite3_db_handle(st), rc, err, errlen);
+}
+
+/* Binds $N (or ?N, or a bare ?) to params[N-1]. */
+static int bind_all(sqlite3_stmt *st, const gw_store_param_t *params, size_t n, char *err, size_t errlen)
+{
+    int count = sqlite3_bind_parameter_count(st);
+    for (int i = 1; i <= count; i++) {
+        const char *name = sqlite3_bind_parameter_name(st, i);
+        long k = i;
+        if (name != NULL) {
+            char *end = NULL;
+            k = (name[0] == '$' || name[0] == '?') ? strtol(name + 1, &end, 10) : 0;
+            if (k <= 0 || *end != '\0')
+                return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter %s: use $1, $2, …", name);
+        }
+        if ((size_t)k > n)
+            return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter $%ld has no value (%zu given)", k,
+                                 n);
+        int stt = bind_one(st, i, &params[k - 1], err, errlen);
+        if (stt != GW_STORE_OK)
+            return stt;
+    }
+    return GW_STORE_OK;
+}
+
+static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params, size_t n, sqlite3_stmt **out,
+                   char *err, size_t errlen)
+{
+    const char *tail = NULL;
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
+    if (rc != SQLITE_OK)
+        return fail(db, rc, err, errlen);
+    if (st == NULL)
+        return gw_store_errf(err, errlen, GW_STORE_ERROR, "sqlite: empty statement");
+    for (; tail != NULL && *tail != '\0'; tail++) {
+        if (*tail != ' ' && *tail != '\n' && *tail != '\t' && *tail != '\r' && *tail != ';') {
+            sqlite3_finalize(st);
+            return gw_store_errf(err, errlen, GW_STORE_ERROR, "sqlite: one statement per call");
+        }
+    }
+    int stt = bind_all(st, params, n, err, errlen);
+    if (stt != GW_STORE_OK) {
+        sqlite3_finalize(st);
+        return stt;
+    }
+    *out = st;
+    return GW_STORE_OK;
+}
+
+static int lite_exec(void *h, const char *sql, const gw_store_param_t *p, size_t n, int64_t *changes,
+                     char *err, size_t errlen)
+{
+    sqlite3 *db = h;
+    sqlite3_stmt *st;
+    int stt = prepare(db, sql, p, n, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    if (rc == SQLITE_DONE && changes != NULL)
+        *changes = sqlite3_changes64(db);
+    stt = rc == SQLITE_DONE ? GW_STORE_OK : fail(db, rc, err, errlen);
+    sqlite3_finalize(st);
+    return stt;
+}
+
+static int decl_is(const char *decl, const char *type)
+{
+    return decl != NULL && strcasecmp(decl, type) == 0;
+}
+
+static json_t *text_value(const char *text, int len, const char *decl)
+{
+    if (decl_is(decl, "JSON")) {
+        json_t *v = json_loadb(text, (size_t)len, JSON_DECODE_ANY, NULL);
+        if (v != NULL)
+            return v;
+    }
+    json_t *s = json_stringn(text, (size_t)len);
+    return s != NULL ? s : json_null(); /* not UTF-8: there is no JSON string for it */
+}
+
+static json_t *column_value(sqlite3_stmt *st, int i)
+{
+    const char *decl = sqlite3_column_decltype(st, i);
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: {
+        sqlite3_int64 v = sqlite3_column_int64(st, i);
+        return decl_is(decl, "BOOLEAN") ? json_boolean(v != 0) : json_integer(v);
+    }
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(st, i));
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {
+        const char *text = (const char *)sqlite3_column_text(st, i);
+        return text_value(text != NULL ? text : "", sqlite3_column_bytes(st, i), decl);
+    }
+    default:
+        return json_null();
+    }
+}
+
+static int lite_query(void *h, const char *sql, const gw_store_param_t *p, size_t n, json_t **rows, char *err,
+                      size_t errlen)
+{
+    sqlite3 *db = h;
+    sqlite3_stmt *st;
+    int stt = prepare(db, sql, p, n, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    json_t *out = json_array();
+    int rc, ncol = sqlite3_column_count(st);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *row = json_object();
+        for (int i = 0; i < ncol; i++)
+            json_object_set_new(row, sqlite3_column_name(st, i), column_value(st, i));
+        json_array_append_new(out, row);
+    }
+    if (rc == SQLITE_DONE) {
+        *rows = out;
+        stt = GW_STORE_OK;
+    } else {
+        json_decref(out);
+        stt = fail(db, rc, err, errlen);
+    }
+    sqlite3_finalize(st);
+    return stt;
+}
+
+static int lite_script(void *h, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
+    int stt = rc == SQLITE_OK
+                  ? GW_STORE_OK
+                  : gw_store_errf(err, errlen, status_of(rc), "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return stt;
+}
+
+static int lite_in_tx(void *h)
+{
+    return !sqlite3_get_autocommit(h);
+}
+
+static int lite_migrate_lock(void *h, int on, char *err, size_t errlen)
+{
+    return GW_STORE_OK; /* each migration's BEGIN IMMEDIATE already excludes other writers */
+}
+
+const gw_store_backend_t gw_store_sqlite_backend = {
+    .name = "sqlite",
+    .abi = GW_STORE_BACKEND_ABI,
+    .kind = GW_STORE_SQLITE,
+    .begin_sql = "BEGIN IMMEDIATE",
+    .migrations_table_sql = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                            "version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, "
+                            "checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    .open = lite_open,
+    .close = lite_close,
+    .ready = lite_ready,
+    .exec = lite_exec,
+    .query = lite_query,
+    .script = lite_script,
+    .in_tx = lite_in_tx,
+    .migrate_lock = lite_migrate_lock,
+};
