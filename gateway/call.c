@@ -25,6 +25,7 @@
 #include "adapters/surface.h"
 #include "gateway/errors.h"
 #include "gateway/models.h"
+#include "gateway/pricing.h"
 #include "gateway/upstream.h"
 
 #define HIGH_WATER (256u * 1024)
@@ -75,6 +76,7 @@ typedef struct gw_call {
 } gw_call_t;
 
 static void flush(gw_call_t *c);
+static void account(gw_call_t *c);
 static int on_event(void *ud, const ad_event_t *ev);
 
 /* ---- teardown ---------------------------------------------------------------------------- */
@@ -93,6 +95,7 @@ static void call_teardown(void *obj)
     if (c->st.emit != NULL) {
         if (c->st.usage.prompt_tokens >= 0)
             c->rc->usage = c->st.usage;
+        account(c); /* a client that left mid-stream is billed for what was generated */
         if (c->stream_ad->stream_free != NULL)
             c->stream_ad->stream_free(&c->st);
         ad_stream_free(&c->st);
@@ -115,6 +118,33 @@ static void call_teardown(void *obj)
     ad_buf_free(&c->resp);
     ad_buf_free(&c->out);
     ad_buf_free(&c->sending);
+}
+
+/* ---- cost ----------------------------------------------------------------------------------- */
+
+/* What the call cost, from the usage learned and the route's price (DESIGN §7: micro-dollars). */
+static void account(gw_call_t *c)
+{
+    gw_reqctx_t *rc = c->rc;
+    if (rc->has_cost || rc->usage.prompt_tokens < 0 || c->route == NULL)
+        return;
+    gw_price_t wild;
+    const gw_price_t *p = &c->route->price;
+    if (c->route->wildcard) {
+        char e[128];
+        if (gw_pricing_resolve(c->w->server->pricing, c->route->dep, c->dep.upstream_model, &wild, e,
+                               sizeof(e)) != GW_PRICING_OK)
+            return;
+        p = &wild;
+    } else if (!c->route->priced) {
+        return;
+    }
+    uint64_t micros = 0;
+    int r = gw_pricing_cost_micros(p, &rc->usage, &micros);
+    if (r == GW_PRICING_OK || r == GW_PRICING_UNKNOWN) { /* unknown parts: the known part, a lower bound */
+        rc->cost_micros = micros;
+        rc->has_cost = 1;
+    }
 }
 
 /* ---- replies ----------------------------------------------------------------------------- */
@@ -168,6 +198,11 @@ static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
                    H2O_STRLIT("application/json"));
     if (c->retry_after[0])
         add_header(req, "retry-after", c->retry_after);
+    if (c->rc->has_cost && status < 400) {
+        char usd[GW_PRICING_USD_MAX];
+        gw_pricing_format_usd(c->rc->cost_micros, usd, sizeof(usd));
+        add_header(req, "x-litellm-response-cost", usd);
+    }
     c->started = c->finished = 1;
     h2o_start_response(req, &c->gen);
     h2o_iovec_t v = h2o_iovec_init(body, len);
@@ -306,6 +341,7 @@ static void finish_stream(gw_call_t *c, CURLcode rc, const char *errmsg)
         append_error_event(c, GW_ERR_UPSTREAM, "upstream stream ended before it was complete");
     if (c->st.usage.prompt_tokens >= 0)
         c->rc->usage = c->st.usage;
+    account(c);
     if (c->has_enc) /* idempotent: closes the Anthropic sequence if nothing else did */
         ad_anthropic_enc_finish(&c->enc, &c->out);
     c->up_done = 1;
@@ -335,6 +371,7 @@ static void finish_buffered(gw_call_t *c, CURLcode rc, const char *errmsg)
         } else {
             ad_buf_free(&translated);
         }
+        account(c);
         return reply_body(c, c->up_status, c->resp.data ? c->resp.data : "", c->resp.len);
     }
     ad_buf_t mapped;

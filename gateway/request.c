@@ -13,6 +13,7 @@
 
 #include "adapters/surface.h"
 #include "gateway/errors.h"
+#include "gateway/pricing.h"
 
 uint64_t gw_now_ns(void)
 {
@@ -150,6 +151,12 @@ static void write_log(gw_reqctx_t *rc)
         put_u64(b, (uint64_t)rc->usage.prompt_tokens);
         put_key(b, ",\"completion_tokens\":");
         put_u64(b, (uint64_t)(rc->usage.completion_tokens > 0 ? rc->usage.completion_tokens : 0));
+    }
+    if (rc->has_cost) {
+        char usd[GW_PRICING_USD_MAX];
+        gw_pricing_format_usd(rc->cost_micros, usd, sizeof(usd));
+        put_key(b, ",\"cost_usd\":");
+        ad_buf_puts(b, usd);
     }
     put_key(b, ",\"bytes_in\":");
     put_u64(b, req->entity.len);

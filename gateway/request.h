@@ -37,6 +37,8 @@ struct gw_reqctx {
     const char *deployment;
     const char *error; /* short static reason for the log when status >= 400 */
     ad_usage_t usage;
+    uint64_t cost_micros; /* what the call cost, when has_cost */
+    int has_cost;
     int stream;
     int upstream_status;
     gw_surface_t surface;

@@ -26,6 +26,7 @@
 
 #include "gateway/handlers.h"
 #include "gateway/models.h"
+#include "gateway/pricing.h"
 #include "gateway/upstream.h"
 
 typedef struct ctl_msg {
@@ -219,6 +220,29 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
 
 /* ---- server -------------------------------------------------------------------------------- */
 
+/* Start-up: the price table next to the config (or TOLLGATE_PRICES), resolved once per route. */
+static void load_prices(gw_server_t *s)
+{
+    char path[4096], msg[512] = "";
+    gw_pricing_path(s->cfg->path, path, sizeof(path));
+    s->pricing = gw_pricing_load(path, msg, sizeof(msg));
+    if (msg[0] != '\0')
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"prices\",\"detail\":\"%s\"}\n", msg);
+    for (size_t i = 0; s->pricing != NULL && i < s->models->n_routes; i++) {
+        gw_route_t *r = &s->models->routes[i];
+        char e[256] = "";
+        if (r->wildcard)
+            continue;
+        int rc = gw_pricing_resolve(s->pricing, r->dep, NULL, &r->price, e, sizeof(e));
+        r->priced = rc == GW_PRICING_OK;
+        if (!r->priced)
+            fprintf(stderr,
+                    "{\"level\":\"warn\",\"msg\":\"no price for this deployment: its cost is counted as 0\","
+                    "\"model_list_index\":%zu}\n",
+                    r->dep->index);
+    }
+}
+
 gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
 {
     gw_server_t *s = calloc(1, sizeof(*s));
@@ -231,6 +255,7 @@ gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
         free(s);
         return NULL;
     }
+    load_prices(s);
     ad_buf_t b;
     ad_buf_init(&b, 16u << 20);
     gw_models_list_json(s->models, (int64_t)s->started_at, &b);
@@ -321,6 +346,7 @@ void gw_server_destroy(gw_server_t *s)
     if (s == NULL)
         return;
     gw_models_destroy(s->models);
+    gw_pricing_destroy(s->pricing);
     h2o_config_dispose(&s->globalconf);
     free(s->models_json);
     free(s->workers);

@@ -18,6 +18,7 @@
 
 struct gw_upstream;
 struct gw_models;
+struct gw_pricing;
 
 typedef struct gw_server gw_server_t;
 
@@ -51,6 +52,7 @@ typedef struct gw_worker {
 struct gw_server {
     gw_config_t *cfg;
     struct gw_models *models;
+    struct gw_pricing *pricing; /* price table, read-only */
     h2o_globalconf_t globalconf;
     gw_worker_t *workers;
     unsigned n_workers;
