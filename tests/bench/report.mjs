@@ -15,6 +15,14 @@ const meta = rows.find((r) => r.type === 'meta') || {};
 const hz = meta.clk_tck || 100;
 const targets = (meta.targets || 'direct nginx tollgate').split(/\s+/).filter(Boolean);
 const KINDS = ['c1', 'c64', 'stream64'];
+// Translation workloads: Tollgate only, the same OpenAI request for a model served by the mock
+// Anthropic upstream; each is compared with Tollgate's OpenAI passthrough of the same round.
+const TRANSLATIONS = [
+  { key: 'openai_to_anthropic', kind: 'translate', passthrough: 'c64', label: 'translation OpenAI→Anthropic' },
+  { key: 'openai_to_anthropic_stream', kind: 'translate-stream', passthrough: 'stream64',
+    label: 'streaming translation OpenAI→Anthropic' },
+];
+const ALL_KINDS = [...KINDS, ...TRANSLATIONS.map((x) => x.kind)];
 const BARS = { cpuRatio: 2.0, addedP99Us: 150, idleRssBytes: 20e6 };
 
 const median = (xs) => {
@@ -78,6 +86,24 @@ for (const t of targets) {
     summary[t][k] = s;
   }
 }
+// Translation cost: CPU per translated request / CPU per passthrough request, both Tollgate's,
+// taken within each round and then the median (like "CPU vs nginx").
+const runStats = ['rps', 'p50_us', 'p90_us', 'p99_us', 'p999_us', 'max_us', 'cpu_us_per_req', 'upstream_cpu_us_per_req'];
+const translation = {};
+for (const x of TRANSLATIONS) {
+  const rs = runs.filter((r) => r.target === 'tollgate' && r.kind === x.kind);
+  if (!rs.length) continue;
+  const s = { rounds: rs.length, errors: rs.reduce((a, r) => a + r.errors, 0) };
+  for (const f of runStats) s[f] = median(rs.map((r) => r[f]));
+  s.passthrough_kind = x.passthrough;
+  s.passthrough_cpu_us_per_req = summary.tollgate?.[x.passthrough]?.cpu_us_per_req ?? null;
+  const pairs = rounds.map((n) => [get('tollgate', x.kind, n), get('tollgate', x.passthrough, n)])
+    .filter(([a, p]) => a && p && a.cpu_us_per_req && p.cpu_us_per_req);
+  s.cpu_ratio_vs_passthrough = median(pairs.map(([a, p]) => a.cpu_us_per_req / p.cpu_us_per_req));
+  s.added_cpu_us_per_req = median(pairs.map(([a, p]) => a.cpu_us_per_req - p.cpu_us_per_req));
+  summary.tollgate[x.kind] = s;
+  translation[x.key] = { kind: x.kind, ...s };
+}
 const streams = Object.fromEntries(rows.filter((r) => r.type === 'streams').map((r) => [r.target, r.result]));
 const rss = Object.fromEntries(rows.filter((r) => r.type === 'rss').map((r) => [r.target, r]));
 
@@ -138,13 +164,24 @@ lines.push('Upstream (mock nginx) CPU µs per request, for reference — it does
 const errTotal = runs.reduce((a, r) => a + r.errors, 0);
 if (errTotal) {
   lines.push('', `**Errors during the runs: ${errTotal}** (` + targets.map((t) =>
-    `${t}: ${KINDS.reduce((a, k) => a + (summary[t][k]?.errors || 0), 0)}`).join(', ') + '). Figures from runs with errors are suspect.');
+    `${t}: ${ALL_KINDS.reduce((a, k) => a + (summary[t][k]?.errors || 0), 0)}`).join(', ') + '). Figures from runs with errors are suspect.');
 }
 for (const t of targets) {
   const sr = streams[t];
   if (sr && sr.failed) lines.push('', `${t} streams failures: ` + (sr.errors || []).map((e) => `${e.count}× ${e.error}`).join('; '));
 }
 if (meta.tollgate_exited) lines.push('', '**Tollgate exited during the run**: its figures cover only the runs before that.');
+lines.push('', '## Translation cost (Tollgate)', '');
+lines.push('The same OpenAI chat request, c=64, to a model routed to the mock Anthropic Messages API, in the same ' +
+  'rounds as the OpenAI passthrough; Tollgate CPU per request, ratio to the passthrough taken per round, median.', '');
+for (const x of TRANSLATIONS) {
+  const s = translation[x.key];
+  if (!s) { lines.push(`- ${x.label}: not measured`); continue; }
+  lines.push(`- ${x.label}: **${f1(s.cpu_us_per_req)} µs/request = ${f2(s.cpu_ratio_vs_passthrough)}× the OpenAI passthrough** ` +
+    `(passthrough \`${x.passthrough}\` ${f1(s.passthrough_cpu_us_per_req)} µs/request, translation adds ` +
+    `${signed(s.added_cpu_us_per_req)} µs/request; ${f0(s.rps)} req/s, p99 ${f0(s.p99_us)} µs c=64` +
+    (s.errors ? `; **${s.errors} errors**` : '') + ')');
+}
 lines.push('', '## Bars (Tollgate)', '');
 lines.push(`- CPU per proxied non-streaming 1 KB request, Tollgate / nginx, c=64: **${f2(cpuRatio)}×** (bar ≤ ${BARS.cpuRatio}×) — ${bars.cpu_ratio_c64.verdict}`);
 lines.push(`- Added p99 latency over direct at c=1: **${signed(addedP99)} µs** (bar < ${BARS.addedP99Us} µs) — ${bars.added_p99_c1_us.verdict}`);
@@ -154,7 +191,7 @@ lines.push('');
 const md = lines.join('\n');
 
 writeFileSync(join(outDir, 'results.md'), md);
-writeFileSync(join(outDir, 'results.json'), JSON.stringify({ meta, bars, summary, streams, rss, runs }, null, 2) + '\n');
+writeFileSync(join(outDir, 'results.json'), JSON.stringify({ meta, bars, summary, translation, streams, rss, runs }, null, 2) + '\n');
 console.log(md);
 const failed = Object.values(bars).some((b) => b.verdict === 'FAIL') || meta.tollgate_exited === true;
 process.exit(failed ? 1 : 0);

@@ -5,6 +5,9 @@
 # a fixed SSE stream; an nginx "proxy" in front of it; Tollgate in front of it. Then drives the
 # same requests with wrk at each target in turn (direct, nginx, tollgate), ROUNDS times, and
 # writes tests/bench/out/results.{md,json}. See tests/bench/README.md for the method.
+# The same upstream also answers as the Anthropic Messages API (a fixed message and a fixed
+# stream); the "translate" workloads send the same OpenAI request to Tollgate for a model routed
+# there, in the same rounds, to measure what OpenAI→Anthropic translation costs per request.
 #
 # Environment:
 #   BENCH_SECONDS   seconds per wrk run (default 10)
@@ -145,10 +148,13 @@ EOF
 # allows a config token to be, so it is a static file. nginx's static module refuses POST with
 # 405; `error_page 405 =200 $uri` re-serves the file as a GET with status 200 (the request body is
 # discarded and keep-alive is kept).
-mkdir -p "$TMP/upstream/www/stream/v1/chat" "$TMP/upstream/www/slow/v1/chat" "$TMP/proxy"
+mkdir -p "$TMP/upstream/www/stream/v1/chat" "$TMP/upstream/www/slow/v1/chat" \
+  "$TMP/upstream/www/anthropic-stream/v1" "$TMP/proxy"
 cp "$HERE/stream.sse" "$TMP/upstream/www/stream/v1/chat/completions"
 cp "$HERE/stream.sse" "$TMP/upstream/www/slow/v1/chat/completions"
+cp "$HERE/anthropic-stream.sse" "$TMP/upstream/www/anthropic-stream/v1/messages"
 RESPONSE=$(nginx_string "$HERE/response.json")
+ANTHROPIC_RESPONSE=$(nginx_string "$HERE/anthropic-response.json")
 {
   nginx_common "$TMP/upstream"
   echo "http {"
@@ -173,6 +179,17 @@ RESPONSE=$(nginx_string "$HERE/response.json")
       default_type text/event-stream;
       add_header Cache-Control no-cache;
       limit_rate 2k;
+      error_page 405 =200 \$uri;
+    }
+    # Anthropic Messages API (providers.md §3.3, §3.4) for the translation workloads: Tollgate's
+    # anthropic adapter posts to {api_base}/v1/messages.
+    location = /anthropic/v1/messages {
+      default_type application/json;
+      return 200 $ANTHROPIC_RESPONSE;
+    }
+    location = /anthropic-stream/v1/messages {
+      default_type text/event-stream;
+      add_header Cache-Control no-cache;
       error_page 405 =200 \$uri;
     }
     location / { return 404; }
@@ -220,6 +237,16 @@ model_list:
     litellm_params:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/slow/v1
+      api_key: bench-key
+  - model_name: bench-anthropic
+    litellm_params:
+      model: anthropic/claude-3-5-haiku-20241022
+      api_base: http://127.0.0.1:$UP/anthropic
+      api_key: bench-key
+  - model_name: bench-anthropic-stream
+    litellm_params:
+      model: anthropic/claude-3-5-haiku-20241022
+      api_base: http://127.0.0.1:$UP/anthropic-stream
       api_key: bench-key
 general_settings:
   master_key: sk-bench
@@ -318,7 +345,32 @@ url_of() { # target kind
   if [[ $2 == slow && $1 != tollgate ]]; then path=/slow/v1/chat/completions; fi
   echo "$base$path"
 }
-body_of() { [[ $1 == stream* ]] && echo "$HERE/request-stream.json" || echo "$HERE/request.json"; }
+# The translation workloads send the passthrough request bodies with only the model changed.
+sed 's/^{"model":"bench",/{"model":"bench-anthropic",/' "$HERE/request.json" >"$TMP/request-translate.json"
+sed 's/^{"model":"bench-stream",/{"model":"bench-anthropic-stream",/' "$HERE/request-stream.json" \
+  >"$TMP/request-translate-stream.json"
+if ! grep -q '^{"model":"bench-anthropic",' "$TMP/request-translate.json" ||
+  ! grep -q '^{"model":"bench-anthropic-stream",' "$TMP/request-translate-stream.json"; then
+  die "request.json / request-stream.json must begin with {\"model\":\"bench\" / \"bench-stream\""
+fi
+body_of() {
+  case $1 in
+    translate) echo "$TMP/request-translate.json" ;;
+    translate-stream) echo "$TMP/request-translate-stream.json" ;;
+    stream*) echo "$HERE/request-stream.json" ;;
+    *) echo "$HERE/request.json" ;;
+  esac
+}
+# Workloads and the targets they run against: only Tollgate translates, so the translate kinds
+# run against it alone.
+KINDS="c1 c64 translate stream64 translate-stream"
+targets_of() { # kind
+  if [[ $1 == translate* ]]; then
+    if has_target tollgate; then echo tollgate; fi
+  else
+    echo "$TARGETS"
+  fi
+}
 
 check_target() { # target
   local t=$1 out
@@ -335,7 +387,29 @@ check_target() { # target
     code=$(http_code "$(url_of "$t" c1)" -H 'Content-Type: application/json' \
       -H 'Authorization: Bearer sk-wrong' --data-binary "@$HERE/request.json")
     [[ $code == 401 ]] || log "warning: tollgate answered $code (not 401) to a wrong key: is auth on the path?"
+    check_translation
   fi
+}
+
+# Tollgate's answers for the Anthropic-backed models must be valid OpenAI replies with the
+# upstream's content and usage (check_translation.mjs); otherwise the translate figures are void.
+check_translation() {
+  local out why
+  out=$(curl -s --noproxy '*' --max-time 5 -w '\n%{http_code} %{content_type}' -H 'Content-Type: application/json' \
+    -H 'Authorization: Bearer sk-bench' --data-binary "@$(body_of translate)" "$(url_of tollgate translate)") || true
+  [[ ${out##*$'\n'} == '200 application/json'* ]] ||
+    die "tollgate, bench-anthropic: expected 200 application/json, got '${out##*$'\n'}': ${out:0:300}"
+  why=$(node "$HERE/check_translation.mjs" json "$HERE/anthropic-response.json" 2>&1 <<<"${out%$'\n'*}") ||
+    die "tollgate, bench-anthropic: not a valid OpenAI chat.completion for the Anthropic message: $why
+reply: ${out:0:600}"
+  out=$(curl -s -N --noproxy '*' --max-time 5 -w '\n%{http_code} %{content_type}' -H 'Content-Type: application/json' \
+    -H 'Authorization: Bearer sk-bench' --data-binary "@$(body_of translate-stream)" \
+    "$(url_of tollgate translate-stream)") || true
+  [[ ${out##*$'\n'} == '200 text/event-stream'* ]] ||
+    die "tollgate, bench-anthropic-stream: expected 200 text/event-stream, got '${out##*$'\n'}': ${out:0:300}"
+  why=$(node "$HERE/check_translation.mjs" sse "$HERE/anthropic-stream.sse" 2>&1 <<<"${out%$'\n'*}") ||
+    die "tollgate, bench-anthropic-stream: not a valid OpenAI chat.completion.chunk stream for the Anthropic stream: $why
+reply: ${out:0:600}"
 }
 
 RAW="$TMP/raw.jsonl"
@@ -356,7 +430,7 @@ run_wrk() { # target kind round seconds
   local t=$1 kind=$2 round=$3 secs=$4 threads conns
   case $kind in
     c1) threads=1 conns=1 ;;
-    c64 | stream64) threads=2 conns=64 ;;
+    c64 | stream64 | translate | translate-stream) threads=2 conns=64 ;;
   esac
   local pids upids p0 p1 u0 u1 out line
   if [[ $t == tollgate ]] && ! kill -0 "$TG_PID" 2>/dev/null; then
@@ -391,18 +465,21 @@ run_wrk() { # target kind round seconds
   if [[ $proxy_ticks != null && $req -gt 0 ]]; then
     cpu=$(awk -v t="$proxy_ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
   fi
-  printf 'bench: round %d %-8s %-8s %9.0f req/s  p99 %6d us  cpu %6s us/req  errors %d\n' \
+  printf 'bench: round %d %-16s %-8s %9.0f req/s  p99 %6d us  cpu %6s us/req  errors %d\n' \
     "$round" "$kind" "$t" "$(awk -v n="$req" -v d="$dur" 'BEGIN { print n * 1e6 / d }')" \
     "$p99" "$cpu" "$errs" >&2
 }
 
 log "warm-up (${WARMUP_SECS}s per target and workload)"
-for kind in c64 stream64; do
-  for t in $TARGETS; do run_wrk "$t" "$kind" 0 "$WARMUP_SECS"; done
+for kind in $KINDS; do
+  [[ $kind == c1 ]] && continue
+  for t in $(targets_of "$kind"); do run_wrk "$t" "$kind" 0 "$WARMUP_SECS"; done
 done
+# translate follows c64 and translate-stream follows stream64, so each translated run sits next to
+# the passthrough run it is compared with.
 for round in $(seq "$ROUNDS"); do
-  for kind in c1 c64 stream64; do
-    for t in $TARGETS; do run_wrk "$t" "$kind" "$round" "$SECS"; done
+  for kind in $KINDS; do
+    for t in $(targets_of "$kind"); do run_wrk "$t" "$kind" "$round" "$SECS"; done
   done
 done
 
