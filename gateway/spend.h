@@ -1,0 +1,191 @@
+/*
+ * spend.h — spend that is never lost: a per-instance journal of finished requests, fsynced off
+ * the loop, and one writer per instance that moves journal records into the store.
+ *
+ *   worker loop                       sync thread               writer thread      store thread
+ *   gw_spend_record(rec)
+ *     write(2) one line ──▶ journal file ──▶ fdatasync every journal_sync_ms
+ *     (returns; the caller then sends the response's final byte)
+ *                                     journal ──▶ read complete lines ──▶ gw_store_run(batch tx)
+ *                                                 checkpoint (rename) ◀── committed
+ *
+ * Ordering contract. gw_spend_record returns only after the record's line is in the journal
+ * file (the kernel's page cache: a kill -9 of the process after that loses nothing). The caller
+ * calls it once per finished request, after the cost is known and BEFORE it hands the
+ * response's final byte to h2o (the last h2o_send with H2O_SEND_STATE_FINAL, or the
+ * h2o_send_inline of a non-streamed body). A client that sees the end of a response can
+ * therefore rely on its spend being recorded. A machine crash loses at most the last
+ * journal_sync_ms of records; with journal_sync "always" gw_spend_record also waits for
+ * fdatasync (group commit: one sync covers every record written before it) — which blocks the
+ * calling loop for a disk flush, the price of that option.
+ *
+ * Journal format. Files TOLLGATE_DATA_DIR/spend-<instance>.<seq>.journal; a new one (seq+1)
+ * at every start and whenever the current one passes rotate_bytes. One record per line:
+ *     S1 <payload length, decimal> <CRC-32C of payload, 8 hex> <payload JSON>\n
+ * A line that is incomplete (no newline: torn by kill -9) or whose length or checksum does not
+ * match is skipped and counted, never parsed. Earlier files are never appended to again, so a
+ * torn tail cannot swallow later records. spend-<instance>.checkpoint holds "<seq> <offset>"
+ * with a checksum, replaced atomically (write, fsync, rename): everything before it is in the
+ * store. spend-<instance>.lock (flock) keeps two processes off one instance id.
+ *
+ * Writer. One thread per instance: reads up to batch_max complete records after the
+ * checkpoint, and in ONE transaction inserts them into spend_logs with ON CONFLICT (request_id)
+ * DO NOTHING; only for rows actually inserted it adds the spend to keys, users, teams,
+ * team_membership, end_users (created when missing, like LiteLLM's customers) and
+ * organizations, and upserts the daily_spend rollup. Then it moves the checkpoint. Replaying a
+ * batch (crash after commit, before the checkpoint) therefore changes nothing. When the store
+ * fails (PostgreSQL down: GW_STORE_UNAVAILABLE) the writer retries the same batch with backoff
+ * (retry_min_ms doubling to retry_max_ms) and the journal keeps growing. Fully checkpointed
+ * files are deleted.
+ *
+ * Ceiling. When the journal files together exceed max_bytes (the store has been down for a
+ * long time), records are STILL accepted — refusing would lose spend or stop the service for a
+ * bookkeeping backlog — but the module logs loudly (at most every 10 s) and gw_spend_stats
+ * reports over_ceiling, which readiness and metrics should surface. Only a failed write(2)
+ * (disk full) makes gw_spend_record fail; then the caller logs and the request's spend is lost
+ * (it is counted in stats.write_errors).
+ *
+ * Threads. gw_spend_record, gw_spend_stats and gw_spend_flush are thread-safe and called from
+ * any worker; gw_spend_open and gw_spend_close from the main thread only.
+ */
+#ifndef GW_SPEND_H
+#define GW_SPEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/store.h"
+
+typedef struct gw_spend gw_spend_t;
+
+/** Bytes of one journal line at most (longer strings in a record are cut to their field cap). */
+#define GW_SPEND_MAX_LINE 8192
+/** Bytes kept of each string field of a record (request ids longer than this are refused). */
+#define GW_SPEND_MAX_FIELD 256
+/** Bytes of an instance id (letters, digits, '-', '_', '.'). */
+#define GW_SPEND_MAX_INSTANCE 64
+
+typedef enum gw_spend_sync_mode {
+    GW_SPEND_SYNC_INTERVAL = 0, /* fdatasync every sync_ms on the sync thread (default) */
+    GW_SPEND_SYNC_ALWAYS = 1,   /* gw_spend_record waits for fdatasync (blocks the loop) */
+    GW_SPEND_SYNC_NONE = 2,     /* never fdatasync (tests, tmpfs) */
+} gw_spend_sync_mode_t;
+
+/** Settings; zero fields take the defaults in brackets. */
+typedef struct gw_spend_settings {
+    const char *instance_id; /* [TOLLGATE_INSTANCE_ID, else the host name]; stable across restarts */
+    gw_spend_sync_mode_t sync_mode;
+    uint32_t sync_ms;        /* [100] journal_sync_ms */
+    uint32_t writer_ms;      /* [100] how often the writer looks for new records */
+    uint32_t batch_max;      /* [500] records per store transaction */
+    uint32_t retry_min_ms;   /* [100] first backoff after a failed batch */
+    uint32_t retry_max_ms;   /* [5000] backoff ceiling */
+    uint64_t rotate_bytes;   /* [64 MiB] start a new journal file past this size */
+    uint64_t max_bytes;      /* [1 GiB] journal backlog that raises over_ceiling (see above) */
+    uint32_t close_drain_ms; /* [5000] how long gw_spend_close keeps trying to drain */
+} gw_spend_settings_t;
+
+/**
+ * One finished request. Strings are borrowed for the call only; NULL or "" means unknown. The
+ * request id is the idempotency key: the same id recorded twice is stored (and billed) once.
+ */
+typedef struct gw_spend_rec {
+    const char *request_id; /* required, at most GW_SPEND_MAX_FIELD bytes */
+    const char *call_type;  /* "acompletion", "aembedding", "anthropic_messages", … */
+    const char *key_hash;   /* keys.token (64 hex); NULL/"" = master key */
+    const char *key_alias;
+    const char *user_id;
+    const char *team_id;
+    const char *org_id;
+    const char *end_user;    /* the request's `user` field */
+    const char *model_group; /* the public model_name the client asked for */
+    const char *model;       /* the upstream model */
+    const char *provider;    /* custom_llm_provider */
+    const char *model_id;    /* the deployment's id */
+    const char *api_base;
+    const char *status; /* "success" | "failure" (NULL: success) */
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+    int64_t cache_read_tokens;
+    int64_t cache_creation_tokens;
+    int64_t spend_micros;   /* the cost, integer micro-dollars, >= 0 */
+    int64_t start_ms;       /* unix ms */
+    int64_t end_ms;         /* unix ms */
+    int64_t first_token_ms; /* unix ms of the first streamed token; 0 = none */
+    int stream;
+} gw_spend_rec_t;
+
+/** Results of gw_spend_open / gw_spend_record. */
+enum {
+    GW_SPEND_OK = 0,
+    GW_SPEND_EINVAL = -1, /* a record without request id, negative numbers, … */
+    GW_SPEND_EIO = -2,    /* write(2) failed: the record is NOT in the journal */
+    GW_SPEND_CLOSED = -3, /* after gw_spend_close began */
+};
+
+typedef struct gw_spend_stats {
+    uint64_t records_written;  /* lines appended by this process */
+    uint64_t write_errors;     /* gw_spend_record calls that returned GW_SPEND_EIO */
+    uint64_t records_applied;  /* journal records committed to the store (inserted or duplicate) */
+    uint64_t records_inserted; /* of those, new spend_logs rows */
+    uint64_t corrupt_skipped;  /* torn or corrupt lines skipped */
+    uint64_t batches_failed;   /* store transactions that failed and were retried */
+    uint64_t backlog_bytes;    /* journal bytes not yet in the store */
+    int over_ceiling;          /* backlog_bytes > max_bytes */
+    int store_ok;              /* the last batch committed (1 before any batch) */
+} gw_spend_stats_t;
+
+/**
+ * Opens the journal of this instance in data_dir (NULL: TOLLGATE_DATA_DIR, else "./data";
+ * created when missing), takes its lock, starts a new journal file, and starts the sync and
+ * writer threads; the writer first replays whatever an earlier run left after its checkpoint.
+ * store is borrowed (close the spend module first). settings may be NULL. Returns NULL with a
+ * message in err when the directory or lock cannot be had. Main thread, before workers start.
+ */
+gw_spend_t *gw_spend_open(const char *data_dir, gw_store_t *store, const gw_spend_settings_t *settings,
+                          char *err, size_t errlen);
+
+/**
+ * Appends rec to the journal: one write(2) of one line (see the ordering contract above).
+ * Returns GW_SPEND_OK, GW_SPEND_EINVAL, GW_SPEND_EIO or GW_SPEND_CLOSED. Thread-safe; holds a
+ * mutex only around the write. Never touches the database.
+ */
+int gw_spend_record(gw_spend_t *sp, const gw_spend_rec_t *rec);
+
+/** Wakes the writer now (e.g. a test, or SIGTERM handling). Thread-safe, cheap. */
+void gw_spend_flush(gw_spend_t *sp);
+
+/**
+ * Blocks until every record written so far is in the store or timeout_ms passes; returns 0
+ * when drained. Tests and shutdown only, never on a loop.
+ */
+int gw_spend_wait_drained(gw_spend_t *sp, uint32_t timeout_ms);
+
+/** Counters for readiness and metrics. Thread-safe. */
+void gw_spend_stats(gw_spend_t *sp, gw_spend_stats_t *out);
+
+/**
+ * Stops accepting records, syncs the journal, lets the writer drain for up to close_drain_ms
+ * (what remains is replayed at the next start), joins the threads and frees sp. Call after
+ * the workers stopped and before gw_store_close. NULL is a no-op.
+ */
+void gw_spend_close(gw_spend_t *sp);
+
+/* ---- exposed for tests and tools ------------------------------------------------------------ */
+
+/** CRC-32C (Castagnoli) of buf. */
+uint32_t gw_spend_crc32c(const void *buf, size_t len);
+
+/**
+ * Formats rec as one journal line (newline included) into out. Returns the length, or
+ * GW_SPEND_EINVAL.
+ */
+int gw_spend_format(const gw_spend_rec_t *rec, char *out, size_t outlen);
+
+/**
+ * Checks one line (without its newline) and returns its payload parsed (caller decrefs), or
+ * NULL when the line is torn or corrupt.
+ */
+json_t *gw_spend_parse_line(const char *line, size_t len);
+
+#endif
