@@ -706,29 +706,46 @@ static int bind_route(gw_call_t *c, const char *provider)
     return 0;
 }
 
+static void call_continue(gw_reqctx_t *rc);
+
 int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
 {
     h2o_req_t *req = rc->req;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST")))
         return gw_request_error(rc, GW_ERR_METHOD, "use POST for this endpoint", NULL), 0;
-    if (gw_request_authorize(rc) != 0 || check_size(rc) != 0)
-        return 0;
+    rc->auth_arg = (int)op;
+    /* the master key (and a cached virtual key) is checked synchronously; a key that must be
+     * loaded parks the request and call_continue runs from the store's completion */
+    if (gw_request_authenticate(rc, call_continue) == 0)
+        call_continue(rc);
+    return 0;
+}
+
+/* Everything after authentication; on the worker's loop, directly or as the auth continuation. */
+static void call_continue(gw_reqctx_t *rc)
+{
+    h2o_req_t *req = rc->req;
+    ad_op_t op = (ad_op_t)rc->auth_arg;
+    if (check_size(rc) != 0)
+        return;
     gw_call_t *c = call_new(rc);
     const char *body = req->entity.base;
     size_t len = req->entity.len;
     char provider[64] = "";
     if (rc->surface != GW_SURFACE_OPENAI) {
         if (translate_inbound(c, provider, sizeof(provider)) != 0)
-            return 0;
+            return;
         body = c->inbody.data;
         len = c->inbody.len;
     }
-    if (check_body(rc, op, body, len, &c->areq) != 0 || bind_route(c, provider) != 0)
-        return 0;
+    if (check_body(rc, op, body, len, &c->areq) != 0 || gw_request_check_model(rc) != 0 ||
+        bind_route(c, provider) != 0)
+        return;
     rc->stream = c->areq.stream;
     c->areq.now = (int64_t)time(NULL);
     c->areq.request_id = rc->rid;
     if (c->route->is_mock)
-        return start_mock(c), 0;
-    return start_upstream(c), 0;
+        start_mock(c);
+    else
+        start_upstream(c);
 }

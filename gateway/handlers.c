@@ -7,11 +7,15 @@
  */
 #include "gateway/handlers.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "gateway/admin.h"
 #include "gateway/call.h"
 #include "gateway/errors.h"
+#include "gateway/keys.h"
 #include "gateway/request.h"
+#include "gateway/store.h"
 
 typedef enum route_kind {
     R_CHAT,
@@ -21,6 +25,7 @@ typedef enum route_kind {
     R_MODELS,
     R_LIVE,
     R_READY,
+    R_ADMIN, /* admin.c; arg is its route index */
     R_NOT_FOUND,
 } route_kind_t;
 
@@ -29,6 +34,7 @@ typedef struct route_handler {
     gw_server_t *server;
     route_kind_t kind;
     size_t prefix_len;
+    size_t arg;
 } route_handler_t;
 
 static const struct {
@@ -50,27 +56,60 @@ static const struct {
     {"/", R_NOT_FOUND, 0},
 };
 
+/* A restricted key sees only the models its allow-lists name (rare: the list is filtered here). */
+static void reply_filtered_models(gw_reqctx_t *rc)
+{
+    const gw_server_t *s = rc->w->server;
+    json_t *all = json_loadb(s->models_json, s->models_json_len, 0, NULL), *keep = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(all, "data"), i, m)
+    {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        if (id != NULL && gw_principal_model_allowed(rc->principal, id))
+            json_array_append(keep, m);
+    }
+    json_object_set_new(all, "data", keep);
+    char *text = json_dumps(all, JSON_COMPACT);
+    gw_reply_json(rc->req, 200, "OK", text ? text : "{}", text ? strlen(text) : 2);
+    free(text);
+    json_decref(all);
+}
+
+static void models_continue(gw_reqctx_t *rc)
+{
+    const gw_server_t *s = rc->w->server;
+    if (rc->principal != NULL && gw_principal_restricted(rc->principal))
+        return reply_filtered_models(rc);
+    gw_reply_json(rc->req, 200, "OK", s->models_json, s->models_json_len);
+}
+
 static int handle_models(gw_reqctx_t *rc, route_handler_t *h)
 {
     h2o_req_t *req = rc->req;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
         return gw_reply_error(req, GW_ERR_METHOD, "use GET for this endpoint", NULL), 0;
-    if (gw_request_authorize(rc) != 0)
-        return 0;
-    gw_reply_json(req, 200, "OK", h->server->models_json, h->server->models_json_len);
+    if (gw_request_authenticate(rc, models_continue) == 0)
+        models_continue(rc);
     return 0;
 }
 
+/* LiteLLM's readiness shape; db is "connected", "Not connected" (none configured) or the last
+ * store status the changes poll saw ("unavailable", …). */
 static int handle_ready(gw_reqctx_t *rc, route_handler_t *h)
 {
-    static const char ok[] = "{\"status\":\"healthy\",\"db\":\"Not connected\",\"cache\":null,"
-                             "\"litellm_version\":\"tollgate-0.1.0\",\"draining\":false}";
-    static const char draining[] = "{\"status\":\"unhealthy\",\"db\":\"Not connected\",\"cache\":null,"
-                                   "\"litellm_version\":\"tollgate-0.1.0\",\"draining\":true}";
-    if (h->server->draining)
-        gw_reply_json(rc->req, 503, "Service Unavailable", draining, sizeof(draining) - 1);
+    const gw_server_t *s = h->server;
+    int st = __atomic_load_n(&s->db_status, __ATOMIC_RELAXED);
+    const char *db = s->store == NULL ? "Not connected" : st == 0 ? "connected" : gw_store_status_name(st);
+    char body[256];
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"%s\",\"db\":\"%s\",\"cache\":null,\"litellm_version\":\"tollgate-0.1.0\","
+                     "\"draining\":%s}",
+                     s->draining ? "unhealthy" : "healthy", db, s->draining ? "true" : "false");
+    if (s->draining)
+        gw_reply_json(rc->req, 503, "Service Unavailable", body, (size_t)n);
     else
-        gw_reply_json(rc->req, 200, "OK", ok, sizeof(ok) - 1);
+        gw_reply_json(rc->req, 200, "OK", body, (size_t)n);
     return 0;
 }
 
@@ -102,6 +141,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     case R_READY:
         return handle_ready(rc, h);
+    case R_ADMIN:
+        return gw_admin_handle(rc, h->arg);
     case R_NOT_FOUND:
     default: {
         rc->error = "not_found";
@@ -113,13 +154,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
 }
 
-static void register_one(gw_server_t *s, h2o_hostconf_t *hostconf, const char *path, route_kind_t kind)
+static void register_one(gw_server_t *s, h2o_hostconf_t *hostconf, const char *path, route_kind_t kind,
+                         size_t arg)
 {
     h2o_pathconf_t *pc = h2o_config_register_path(hostconf, path, 0);
     route_handler_t *h = (route_handler_t *)h2o_create_handler(pc, sizeof(*h));
     h->super.on_req = on_req;
     h->server = s;
     h->kind = kind;
+    h->arg = arg;
     h->prefix_len = strcmp(path, "/") == 0 ? 0 : strlen(path);
     if (kind == R_NOT_FOUND)
         h->prefix_len = 0;
@@ -127,9 +170,11 @@ static void register_one(gw_server_t *s, h2o_hostconf_t *hostconf, const char *p
 
 void gw_handlers_register(gw_server_t *s, h2o_hostconf_t *hostconf)
 {
+    for (size_t i = 0; i < gw_admin_n_routes(); i++) /* before "/": h2o takes the first prefix match */
+        register_one(s, hostconf, gw_admin_route_path(i), R_ADMIN, i);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        register_one(s, hostconf, routes[i].path, routes[i].kind);
+        register_one(s, hostconf, routes[i].path, routes[i].kind, 0);
         if (routes[i].also_without_v1)
-            register_one(s, hostconf, routes[i].path + 3, routes[i].kind);
+            register_one(s, hostconf, routes[i].path + 3, routes[i].kind, 0);
     }
 }

@@ -13,6 +13,7 @@
 
 #include "adapters/surface.h"
 #include "gateway/errors.h"
+#include "gateway/keys.h"
 #include "gateway/pricing.h"
 
 uint64_t gw_now_ns(void)
@@ -179,6 +180,7 @@ static void on_request_dispose(void *p)
     gw_reqctx_t *rc = p;
     if (rc->teardown != NULL)
         rc->teardown(rc->teardown_obj);
+    gw_keys_request_dispose(rc);
     write_log(rc);
     gw_worker_request_done(rc->w);
 }
@@ -243,6 +245,48 @@ int gw_request_authorize(gw_reqctx_t *rc)
         return gw_request_error(rc, GW_ERR_BAD_KEY, "Authentication error: invalid API key.", NULL);
     }
     return 0;
+}
+
+int gw_request_authenticate(gw_reqctx_t *rc, void (*cont)(gw_reqctx_t *rc))
+{
+    const gw_server_t *s = rc->w->server;
+    if (s->cfg->master_key == NULL) {
+        rc->is_admin = 1;
+        return 0;
+    }
+    h2o_iovec_t key = presented_key(rc->req);
+    if (key.base == NULL || key.len == 0) {
+        rc->error = "missing_api_key";
+        return gw_request_error(rc, GW_ERR_NO_KEY,
+                                "Authentication error: no API key provided. Pass it as 'Authorization: Bearer "
+                                "<key>'.",
+                                NULL);
+    }
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key.base, key.len, h); /* equal-length digests: no length leak */
+    if (CRYPTO_memcmp(h, s->master_key_hash, sizeof(h)) == 0) {
+        rc->is_admin = 1;
+        return 0;
+    }
+    if (s->store == NULL) {
+        rc->error = "invalid_api_key";
+        return gw_request_error(rc, GW_ERR_BAD_KEY, "Authentication error: invalid API key.", NULL);
+    }
+    char token[GW_KEY_HASH_LEN + 1];
+    gw_key_digest_hex(h, token); /* the stored form of a virtual key is exactly this hash */
+    return gw_keys_authenticate(rc, token, cont);
+}
+
+int gw_request_check_model(gw_reqctx_t *rc)
+{
+    if (rc->principal == NULL || gw_principal_model_allowed(rc->principal, rc->model))
+        return 0;
+    char msg[400];
+    snprintf(msg, sizeof(msg),
+             "key not allowed to access model. This key can only access the models it lists. Tried to access %.200s",
+             rc->model);
+    rc->error = "model_not_allowed";
+    return gw_request_error(rc, GW_ERR_FORBIDDEN, msg, "model");
 }
 
 void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len, ad_buf_t *out)

@@ -45,6 +45,12 @@ struct gw_reqctx {
     /** Tears down work attached to the request (upstream transfer, timers); may be NULL. */
     void (*teardown)(void *obj);
     void *teardown_obj;
+    /* authentication (keys.c): NULL principal = master key, or no master key configured */
+    struct gw_principal *principal;
+    int is_admin;                            /* master key, or a key whose user is proxy_admin */
+    void (*auth_cont)(struct gw_reqctx *rc); /* set while parked on a key load */
+    h2o_linklist_t auth_link;                /* on the cache entry's waiters while parked */
+    int auth_arg;                            /* the handler's own argument for its continuation */
 };
 
 /** Starts a request: context, request id header, live count. Never fails (pool allocation). */
@@ -66,5 +72,17 @@ void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai
 
 /** Checks the master key (constant time). 0 ok; otherwise replies 401 and returns -1. */
 int gw_request_authorize(gw_reqctx_t *rc);
+
+/**
+ * Authenticates the request: no master key configured or the master key presented (compared in
+ * constant time, synchronously, as cheap as gw_request_authorize) → 0 with full access; otherwise
+ * the presented key is looked up as a virtual key (keys.h): 0 when its principal is cached and
+ * valid, -1 after an error reply (401 missing/unknown/blocked/expired key), 1 when the request is
+ * parked on a load: cont(rc) then runs later on this loop (never after the client has left).
+ */
+int gw_request_authenticate(gw_reqctx_t *rc, void (*cont)(gw_reqctx_t *rc));
+
+/** 0 when rc's key may call rc->model; otherwise replies 403 and returns -1. */
+int gw_request_check_model(gw_reqctx_t *rc);
 
 #endif

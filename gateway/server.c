@@ -25,8 +25,10 @@
 #include <unistd.h>
 
 #include "gateway/handlers.h"
+#include "gateway/keys.h"
 #include "gateway/models.h"
 #include "gateway/pricing.h"
+#include "gateway/store.h"
 #include "gateway/upstream.h"
 
 typedef struct ctl_msg {
@@ -119,6 +121,7 @@ static void start_drain(gw_worker_t *w)
     if (w->draining)
         return;
     w->draining = 1;
+    gw_keys_stop_poll(w);
     h2o_context_request_shutdown(&w->ctx); /* HTTP/1.1: close after the current response; h2: GOAWAY */
     if (w->listener != NULL) {
         h2o_socket_read_stop(w->listener);
@@ -159,12 +162,16 @@ static void *worker_main(void *arg)
     gw_upstream_set_client(w->up, s->cfg->server.upstream_client);
     w->queue = h2o_multithread_create_queue(w->loop);
     h2o_multithread_register_receiver(w->queue, &w->ctl, on_ctl);
+    w->keys = gw_keycache_create(w);
+    if (w->id == 0)
+        gw_keys_start_poll(w);
     w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
     __atomic_store_n(&w->seq, 1, __ATOMIC_RELEASE); /* tells the main thread we are ready */
 
-    while (!(w->draining && (w->active == 0 || force_exit_flag(w)))) {
+    /* a store job in flight keeps the worker: its completion must find the loop and receiver */
+    while (!(w->draining && ((w->active == 0 && w->store_jobs == 0) || force_exit_flag(w)))) {
         h2o_evloop_run(w->loop, INT32_MAX);
         if (w->logbuf.len > 0)
             gw_worker_flush_log(w);
@@ -175,6 +182,8 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(drain_entry(w)))
         h2o_timeout_unlink(drain_entry(w));
     h2o_multithread_unregister_receiver(w->queue, &w->ctl);
+    gw_keycache_destroy(w->keys);
+    w->keys = NULL;
     if (w->ctx._timestamp_cache.value != NULL) { /* the context's Date-header cache */
         h2o_mem_release_shared(w->ctx._timestamp_cache.value);
         w->ctx._timestamp_cache.value = NULL;
@@ -243,6 +252,31 @@ static void load_prices(gw_server_t *s)
     }
 }
 
+/* Start-up, blocking: the store the config names, migrated, and where the changes poll starts. */
+static int open_store(gw_server_t *s, char *err, size_t errlen)
+{
+    char e[512] = "";
+    s->store = gw_store_open(s->cfg, NULL, e, sizeof(e));
+    if (s->store == NULL) {
+        snprintf(err, errlen, "database: %s", e);
+        return -1;
+    }
+    json_t *applied = NULL;
+    int st = gw_store_migrate(s->store, &applied, e, sizeof(e));
+    if (st == GW_STORE_OK)
+        st = gw_keys_init_seq(s->store, &s->changes_seq, e, sizeof(e));
+    json_decref(applied);
+    if (st != GW_STORE_OK) {
+        snprintf(err, errlen, "database %s: %s", gw_store_describe(s->store), e);
+        gw_store_close(s->store);
+        s->store = NULL;
+        return -1;
+    }
+    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"database\",\"store\":\"%s\"}\n",
+            gw_store_describe(s->store));
+    return 0;
+}
+
 gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
 {
     gw_server_t *s = calloc(1, sizeof(*s));
@@ -263,6 +297,13 @@ gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
     s->models_json_len = b.len;
     if (cfg->master_key != NULL)
         SHA256((const unsigned char *)cfg->master_key, strlen(cfg->master_key), s->master_key_hash);
+    if (open_store(s, err, errlen) != 0) {
+        gw_models_destroy(s->models);
+        gw_pricing_destroy(s->pricing);
+        free(s->models_json);
+        free(s);
+        return NULL;
+    }
 
     h2o_config_init(&s->globalconf);
     /* h2o answers 413 itself (plain text) past its own limit; we keep its limit above ours so
@@ -337,6 +378,8 @@ int gw_server_run(gw_server_t *s)
     }
     for (unsigned i = 0; i < s->n_workers; i++)
         pthread_join(s->workers[i].tid, NULL);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        gw_keys_drop_messages(&s->workers[i]);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
     return 0;
 }
@@ -345,6 +388,7 @@ void gw_server_destroy(gw_server_t *s)
 {
     if (s == NULL)
         return;
+    gw_store_close(s->store);
     gw_models_destroy(s->models);
     gw_pricing_destroy(s->pricing);
     h2o_config_dispose(&s->globalconf);

@@ -19,6 +19,8 @@
 struct gw_upstream;
 struct gw_models;
 struct gw_pricing;
+struct gw_store;
+struct gw_keycache;
 
 typedef struct gw_server gw_server_t;
 
@@ -47,6 +49,13 @@ typedef struct gw_worker {
     ad_buf_t logbuf;      /* request log lines, written once per loop iteration */
     time_t log_sec;       /* the second log_sec_text shows */
     char log_sec_text[32];
+    /* virtual keys (keys.c): the cache, store completions, invalidations, the changes poll */
+    struct gw_keycache *keys;
+    h2o_multithread_receiver_t store_rx; /* completions of this worker's store jobs */
+    h2o_multithread_receiver_t keys_rx;  /* cache invalidation broadcasts */
+    uint64_t store_jobs;                 /* store jobs in flight: the worker waits for them */
+    h2o_timeout_entry_t poll_timer;      /* worker 0: polls the changes table */
+    int poll_inflight;
 } gw_worker_t;
 
 struct gw_server {
@@ -62,6 +71,9 @@ struct gw_server {
     unsigned char master_key_hash[32]; /* SHA-256 of the master key, compared in constant time */
     char *models_json;     /* prebuilt GET /v1/models body */
     size_t models_json_len;
+    struct gw_store *store;     /* the database (store.h); opened and migrated at start-up */
+    int64_t changes_seq;        /* largest changes.seq seen (worker 0's poll) */
+    volatile int db_status;     /* last store status seen by the poll: 0 ok, < 0 gw_store_status_t */
 };
 
 static inline gw_worker_t *gw_worker_of(h2o_req_t *req)

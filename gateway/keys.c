@@ -1,0 +1,818 @@
+/*
+ * keys.c — key format and hashing, durations, principals, and the per-worker key cache with its
+ * asynchronous loads, invalidation broadcasts and the changes poll (see keys.h for the design).
+ *
+ * Everything below "cache" runs on one worker's loop, except gw_keys_broadcast (any thread) and
+ * the job functions (the store thread), which touch only their own job record.
+ */
+#include "gateway/keys.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gateway/errors.h"
+#include "gateway/request.h"
+#include "gateway/server.h"
+
+/* ---- keys and hashes ------------------------------------------------------------------------ */
+
+int gw_key_generate(char out[GW_KEY_LEN + 1])
+{
+    static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char r[16];
+    size_t got = 0;
+    while (got < sizeof(r)) {
+        ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
+        if (n <= 0)
+            return -1;
+        got += (size_t)n;
+    }
+    /* 16 bytes = 128 bits: 21 full 6-bit groups and 2 bits, as base64 without padding */
+    memcpy(out, "sk-", 3);
+    size_t o = 3;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < sizeof(r); i++) {
+        acc = (acc << 8) | r[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = b64url[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out[o++] = b64url[(acc << (6 - bits)) & 63];
+    out[o] = '\0';
+    return o == GW_KEY_LEN ? 0 : -1;
+}
+
+void gw_key_digest_hex(const unsigned char digest[32], char out[GW_KEY_HASH_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < 32; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
+    }
+    out[GW_KEY_HASH_LEN] = '\0';
+}
+
+void gw_key_hash_hex(const char *key, size_t len, char out[GW_KEY_HASH_LEN + 1])
+{
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, len, d);
+    gw_key_digest_hex(d, out);
+}
+
+int gw_key_is_hash(const char *s)
+{
+    if (s == NULL)
+        return 0;
+    size_t i = 0;
+    for (; s[i] != '\0'; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')) || i >= GW_KEY_HASH_LEN)
+            return 0;
+    return i == GW_KEY_HASH_LEN;
+}
+
+int gw_key_token_of(const char *key, char out[GW_KEY_HASH_LEN + 1])
+{
+    if (key == NULL || key[0] == '\0')
+        return -1;
+    if (gw_key_is_hash(key)) {
+        memcpy(out, key, GW_KEY_HASH_LEN + 1);
+        return 0;
+    }
+    gw_key_hash_hex(key, strlen(key), out);
+    return 0;
+}
+
+void gw_key_display_name(const char *key, char *out, size_t n)
+{
+    size_t len = strlen(key);
+    snprintf(out, n, "sk-...%s", len >= 4 ? key + len - 4 : key);
+}
+
+/* ---- durations ---------------------------------------------------------------------------- */
+
+int gw_duration_parse(const char *s, gw_duration_t *d)
+{
+    if (s == NULL || s[0] < '1' || s[0] > '9')
+        return -1;
+    int64_t n = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (*p - '0');
+        if (n > 100LL * 366 * 86400)
+            return -1;
+    }
+    static const struct {
+        const char *unit;
+        int64_t seconds;
+        int months;
+    } units[] = {{"s", 1, 0},     {"m", 60, 0},        {"h", 3600, 0},
+                 {"d", 86400, 0}, {"w", 7 * 86400, 0}, {"mo", 0, 1}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(p, units[i].unit) != 0)
+            continue;
+        int64_t secs;
+        if (units[i].months) {
+            if (n > 1200)
+                return -1;
+            *d = (gw_duration_t){0, (int32_t)n};
+            return 0;
+        }
+        if (__builtin_mul_overflow(n, units[i].seconds, &secs) || secs > 100LL * 366 * 86400)
+            return -1;
+        *d = (gw_duration_t){secs, 0};
+        return 0;
+    }
+    return -1;
+}
+
+static int days_in_month(int year, int mon /* 0..11 */)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return dm[mon] + (mon == 1 && leap);
+}
+
+int gw_duration_add(int64_t unix_ms, const gw_duration_t *d, int64_t *out)
+{
+    int64_t ms = unix_ms;
+    if (d->months > 0) {
+        time_t t = (time_t)(ms / 1000);
+        int64_t frac = ms % 1000;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL)
+            return -1;
+        int64_t m = (int64_t)tm.tm_mon + d->months;
+        tm.tm_year += (int)(m / 12);
+        tm.tm_mon = (int)(m % 12);
+        int dim = days_in_month(tm.tm_year + 1900, tm.tm_mon);
+        if (tm.tm_mday > dim)
+            tm.tm_mday = dim;
+        time_t t2 = timegm(&tm);
+        if (t2 == (time_t)-1)
+            return -1;
+        ms = (int64_t)t2 * 1000 + frac;
+    }
+    int64_t add;
+    if (__builtin_mul_overflow(d->seconds, (int64_t)1000, &add) || __builtin_add_overflow(ms, add, &ms))
+        return -1;
+    *out = ms;
+    return 0;
+}
+
+/* ---- principals --------------------------------------------------------------------------- */
+
+#define LIMIT_COLS(p, src)                                                                                   \
+    src ".spend AS " p "spend, " src ".max_budget AS " p "max_budget, " src ".soft_budget AS " p             \
+        "soft_budget, " src ".budget_duration AS " p "budget_duration, " src ".budget_reset_at AS " p        \
+        "budget_reset_at, " src ".rpm_limit AS " p "rpm_limit, " src ".tpm_limit AS " p "tpm_limit, " src    \
+        ".max_parallel_requests AS " p "max_parallel_requests"
+
+const char gw_principal_load_sql[] =
+    "SELECT k.token, k.key_alias, k.user_id, k.team_id, COALESCE(k.organization_id, t.organization_id) AS "
+    "org_id, "
+    "k.models, k.blocked, k.expires, u.user_role, t.models AS team_models, t.blocked AS team_blocked, "
+    "t.team_id AS team_found, " LIMIT_COLS("k_", "k") ", " LIMIT_COLS("u_", "u") ", " LIMIT_COLS(
+        "t_", "t") ", o.spend AS o_spend, ob.max_budget AS o_max_budget, ob.soft_budget AS o_soft_budget, "
+                   "ob.budget_duration AS o_budget_duration, ob.budget_reset_at AS o_budget_reset_at, "
+                   "ob.rpm_limit AS o_rpm_limit, "
+                   "ob.tpm_limit AS o_tpm_limit, ob.max_parallel_requests AS o_max_parallel_requests "
+                   "FROM keys k LEFT JOIN users u ON u.user_id = k.user_id LEFT JOIN teams t ON t.team_id = "
+                   "k.team_id "
+                   "LEFT JOIN organizations o ON o.organization_id = COALESCE(k.organization_id, "
+                   "t.organization_id) "
+                   "LEFT JOIN budgets ob ON ob.budget_id = o.budget_id WHERE k.token = $1";
+
+static char *dup_str(const json_t *row, const char *col)
+{
+    const char *v = json_string_value(json_object_get(row, col));
+    return v != NULL && v[0] != '\0' ? strdup(v) : NULL;
+}
+
+static int64_t int_or(const json_t *row, const char *col, int64_t dflt)
+{
+    json_t *v = json_object_get(row, col);
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_real(v))
+        return (int64_t)json_real_value(v);
+    return dflt;
+}
+
+static int64_t time_or_zero(const json_t *row, const char *col)
+{
+    int64_t ms;
+    const char *v = json_string_value(json_object_get(row, col));
+    return v != NULL && gw_store_time_parse(v, &ms) == 0 ? ms : 0;
+}
+
+static void read_limits(const json_t *row, const char *prefix, gw_limits_t *l)
+{
+    char col[64];
+#define COL(name) (snprintf(col, sizeof(col), "%s%s", prefix, name), col)
+    l->spend = int_or(row, COL("spend"), 0);
+    l->max_budget = int_or(row, COL("max_budget"), -1);
+    l->soft_budget = int_or(row, COL("soft_budget"), -1);
+    l->rpm = int_or(row, COL("rpm_limit"), -1);
+    l->tpm = int_or(row, COL("tpm_limit"), -1);
+    l->max_parallel = int_or(row, COL("max_parallel_requests"), -1);
+    l->budget_reset_at_ms = time_or_zero(row, COL("budget_reset_at"));
+    const char *dur = json_string_value(json_object_get(row, COL("budget_duration")));
+    snprintf(l->budget_duration, sizeof(l->budget_duration), "%s", dur != NULL ? dur : "");
+#undef COL
+}
+
+gw_principal_t *gw_principal_from_row(const json_t *row)
+{
+    gw_principal_t *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return NULL;
+    p->refs = 1;
+    snprintf(p->token, sizeof(p->token), "%s", json_string_value(json_object_get(row, "token")) ?: "");
+    p->key_alias = dup_str(row, "key_alias");
+    p->user_id = dup_str(row, "user_id");
+    p->team_id = dup_str(row, "team_id");
+    p->org_id = dup_str(row, "org_id");
+    p->user_role = dup_str(row, "user_role");
+    json_t *m = json_object_get(row, "models");
+    p->models = json_is_array(m) ? json_deep_copy(m) : json_array();
+    json_t *tm = json_object_get(row, "team_models");
+    p->team_models = json_is_array(tm) ? json_deep_copy(tm) : NULL;
+    p->blocked = json_is_true(json_object_get(row, "blocked"));
+    p->team_blocked = json_is_true(json_object_get(row, "team_blocked"));
+    p->expires_ms = time_or_zero(row, "expires");
+    read_limits(row, "k_", &p->key);
+    read_limits(row, "u_", &p->user);
+    read_limits(row, "t_", &p->team);
+    read_limits(row, "o_", &p->org);
+    return p;
+}
+
+void gw_principal_ref(gw_principal_t *p)
+{
+    p->refs++;
+}
+
+void gw_principal_release(gw_principal_t *p)
+{
+    if (p == NULL || --p->refs > 0)
+        return;
+    free(p->key_alias);
+    free(p->user_id);
+    free(p->team_id);
+    free(p->org_id);
+    free(p->user_role);
+    json_decref(p->models);
+    json_decref(p->team_models);
+    free(p);
+}
+
+/* An allow-list: empty or holding "all-proxy-models" allows all; "prefix*" matches a prefix. */
+static int list_allows(const json_t *list, const char *model)
+{
+    if (list == NULL || json_array_size(list) == 0)
+        return 1;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (s == NULL)
+            continue;
+        size_t n = strlen(s);
+        if (strcmp(s, model) == 0 || strcmp(s, "all-proxy-models") == 0 ||
+            (n > 0 && s[n - 1] == '*' && strncmp(s, model, n - 1) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+static int list_restricts(const json_t *list)
+{
+    return !list_allows(list, "\x01 no model has this name");
+}
+
+int gw_principal_model_allowed(const gw_principal_t *p, const char *model)
+{
+    /* "all-team-models" defers to the team's list */
+    if (!list_allows(p->models, model)) {
+        json_t *all_team = json_string("all-team-models");
+        int defer = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(p->models, i, v) defer |= json_equal(v, all_team);
+        json_decref(all_team);
+        if (!defer)
+            return 0;
+    }
+    return list_allows(p->team_models, model);
+}
+
+int gw_principal_restricted(const gw_principal_t *p)
+{
+    return list_restricts(p->models) || list_restricts(p->team_models);
+}
+
+int gw_principal_is_admin(const gw_principal_t *p)
+{
+    return p->user_role != NULL && strcmp(p->user_role, "proxy_admin") == 0;
+}
+
+/* ---- the per-worker cache ------------------------------------------------------------------- */
+
+#define N_BUCKETS 4096
+
+typedef struct kc_entry {
+    struct kc_entry *next;
+    char token[GW_KEY_HASH_LEN + 1];
+    int has_value;          /* p (or "unknown" when p is NULL) is usable */
+    int loading;            /* a load job is in flight */
+    int reload;             /* invalidated while loading: load again */
+    gw_principal_t *p;      /* NULL with has_value = unknown key */
+    uint64_t fresh_until;   /* h2o_now() milliseconds */
+    h2o_linklist_t waiters; /* gw_reqctx_t.auth_link, parked until has_value */
+} kc_entry_t;
+
+struct gw_keycache {
+    gw_worker_t *w;
+    kc_entry_t *buckets[N_BUCKETS];
+    size_t n;
+};
+
+typedef struct kc_load {
+    gw_worker_t *w;
+    kc_entry_t *e;
+    char token[GW_KEY_HASH_LEN + 1];
+    gw_principal_t *p;
+} kc_load_t;
+
+typedef struct inval_msg {
+    h2o_multithread_message_t super;
+    char kind[24];
+    char id[GW_KEY_HASH_LEN + 1];
+} inval_msg_t;
+
+static size_t bucket_of(const char *token)
+{
+    /* tokens are SHA-256 hex: their first digits are already uniform */
+    size_t h = 0;
+    for (int i = 0; i < 6; i++)
+        h = h * 16 + (size_t)(token[i] <= '9' ? token[i] - '0' : token[i] - 'a' + 10);
+    return h % N_BUCKETS;
+}
+
+static kc_entry_t *find(gw_keycache_t *kc, const char *token)
+{
+    for (kc_entry_t *e = kc->buckets[bucket_of(token)]; e != NULL; e = e->next)
+        if (memcmp(e->token, token, GW_KEY_HASH_LEN) == 0)
+            return e;
+    return NULL;
+}
+
+static void unlink_entry(gw_keycache_t *kc, kc_entry_t *e)
+{
+    kc_entry_t **pp = &kc->buckets[bucket_of(e->token)];
+    while (*pp != e)
+        pp = &(*pp)->next;
+    *pp = e->next;
+    kc->n--;
+    gw_principal_release(e->p);
+    free(e);
+}
+
+/* Drops an entry's value; an entry with a load in flight stays (its waiters and job point at it). */
+static void invalidate(gw_keycache_t *kc, kc_entry_t *e)
+{
+    if (e->loading) {
+        e->reload = 1;
+        if (e->has_value) {
+            gw_principal_release(e->p);
+            e->p = NULL;
+            e->has_value = 0;
+        }
+        return;
+    }
+    unlink_entry(kc, e);
+}
+
+static void invalidate_all(gw_keycache_t *kc)
+{
+    for (size_t b = 0; b < N_BUCKETS; b++) {
+        kc_entry_t *e = kc->buckets[b];
+        while (e != NULL) {
+            kc_entry_t *next = e->next;
+            invalidate(kc, e);
+            e = next;
+        }
+    }
+}
+
+static int job_load(gw_store_conn_t *c, void *ud)
+{
+    kc_load_t *l = ud;
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(l->token)};
+    int st = gw_store_query(c, gw_principal_load_sql, p, 1, &rows);
+    if (st == GW_STORE_OK && json_array_size(rows) > 0)
+        l->p = gw_principal_from_row(json_array_get(rows, 0));
+    json_decref(rows);
+    return st;
+}
+
+static void on_load_done(void *ud, int status, const char *err);
+
+static int submit_load(gw_keycache_t *kc, kc_entry_t *e)
+{
+    kc_load_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return -1;
+    l->w = kc->w;
+    l->e = e;
+    memcpy(l->token, e->token, sizeof(l->token));
+    if (gw_keys_submit(kc->w, job_load, on_load_done, l) != 0) {
+        free(l);
+        return -1;
+    }
+    e->loading = 1;
+    return 0;
+}
+
+/* Runs the checks that need no model: unknown, blocked, expired. 0 ok, else replied. */
+static int check_principal(gw_reqctx_t *rc, gw_principal_t *p)
+{
+    if (p == NULL) {
+        rc->error = "invalid_api_key";
+        return gw_request_error(
+            rc, GW_ERR_BAD_KEY,
+            "Authentication Error, Invalid proxy server token passed. Unable to find token in "
+            "cache or the database.",
+            NULL);
+    }
+    if (p->blocked) {
+        rc->error = "key_blocked";
+        return gw_request_error(
+            rc, GW_ERR_BAD_KEY,
+            "Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.", NULL);
+    }
+    if (p->team_blocked) {
+        char msg[300];
+        snprintf(
+            msg, sizeof(msg),
+            "Authentication Error, Team=%.100s is blocked. Update via `/team/unblock` if you're an admin.",
+            p->team_id ? p->team_id : "");
+        rc->error = "team_blocked";
+        return gw_request_error(rc, GW_ERR_BAD_KEY, msg, NULL);
+    }
+    if (p->expires_ms != 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        if (now_ms >= p->expires_ms) {
+            char a[GW_STORE_TIME_LEN], b[GW_STORE_TIME_LEN], msg[200];
+            gw_store_time_iso(p->expires_ms, a);
+            gw_store_time_iso(now_ms, b);
+            snprintf(msg, sizeof(msg),
+                     "Authentication Error - Expired Key. Key Expiry time %s and current time %s", a, b);
+            rc->error = "key_expired";
+            return gw_request_error(rc, GW_ERR_BAD_KEY, msg, NULL);
+        }
+    }
+    gw_principal_ref(p);
+    rc->principal = p;
+    rc->is_admin = gw_principal_is_admin(p);
+    return 0;
+}
+
+/* Wakes every parked request of e, one at a time (a continuation may park again or reply). */
+static void wake(kc_entry_t *e, int status)
+{
+    h2o_linklist_t list;
+    h2o_linklist_init_anchor(&list);
+    h2o_linklist_insert_list(&list, &e->waiters);
+    gw_principal_t *p = e->p;
+    if (p != NULL)
+        gw_principal_ref(p); /* the entry may go away while continuations run */
+    while (!h2o_linklist_is_empty(&list)) {
+        gw_reqctx_t *rc = H2O_STRUCT_FROM_MEMBER(gw_reqctx_t, auth_link, list.next);
+        h2o_linklist_unlink(&rc->auth_link);
+        void (*cont)(gw_reqctx_t *) = rc->auth_cont;
+        rc->auth_cont = NULL;
+        if (status != GW_STORE_OK) {
+            rc->error = "store_unavailable";
+            gw_request_error(rc, GW_ERR_UNAVAILABLE,
+                             "Authentication Error: the key store is unavailable; retry later.", NULL);
+            continue;
+        }
+        if (check_principal(rc, p) == 0)
+            cont(rc);
+    }
+    gw_principal_release(p);
+}
+
+static void on_load_done(void *ud, int status, const char *err)
+{
+    kc_load_t *l = ud;
+    gw_worker_t *w = l->w;
+    gw_keycache_t *kc = w->keys;
+    kc_entry_t *e = l->e;
+    gw_keys_job_done(w);
+    e->loading = 0;
+    uint64_t now = h2o_now(w->loop);
+    if (status == GW_STORE_OK && e->reload) { /* invalidated meanwhile: this row may be stale */
+        gw_principal_release(l->p);
+        e->reload = 0;
+        free(l);
+        if (submit_load(kc, e) == 0)
+            return;
+        status = GW_STORE_BUSY;
+    }
+    if (status != GW_STORE_OK) {
+        gw_principal_release(l->p);
+        free(l);
+        if (e->has_value) { /* keep serving what we had; try again later */
+            e->fresh_until = now + GW_KEYCACHE_STALE_RETRY_MS;
+            return;
+        }
+        wake(e, status);
+        if (!e->loading && !e->has_value && h2o_linklist_is_empty(&e->waiters))
+            unlink_entry(kc, e);
+        return;
+    }
+    gw_principal_release(e->p);
+    e->p = l->p;
+    e->has_value = 1;
+    e->fresh_until = now + (e->p != NULL ? GW_KEYCACHE_TTL_MS : GW_KEYCACHE_NEG_TTL_MS);
+    free(l);
+    wake(e, GW_STORE_OK);
+}
+
+static void sweep(gw_keycache_t *kc)
+{
+    for (size_t b = 0; b < N_BUCKETS; b++) {
+        kc_entry_t *e = kc->buckets[b];
+        while (e != NULL) {
+            kc_entry_t *next = e->next;
+            if (!e->loading)
+                unlink_entry(kc, e);
+            e = next;
+        }
+    }
+}
+
+int gw_keys_authenticate(gw_reqctx_t *rc, const char token[GW_KEY_HASH_LEN + 1], gw_auth_cont_fn cont)
+{
+    gw_keycache_t *kc = rc->w->keys;
+    uint64_t now = h2o_now(rc->w->loop);
+    kc_entry_t *e = find(kc, token);
+    if (e != NULL && e->has_value) {
+        if (now >= e->fresh_until && !e->loading)
+            submit_load(kc, e); /* stale: serve it, refresh in the background */
+        return check_principal(rc, e->p);
+    }
+    if (e == NULL) {
+        if (kc->n >= GW_KEYCACHE_MAX)
+            sweep(kc);
+        if ((e = calloc(1, sizeof(*e))) == NULL)
+            return gw_request_error(rc, GW_ERR_INTERNAL, "out of memory", NULL);
+        memcpy(e->token, token, sizeof(e->token));
+        h2o_linklist_init_anchor(&e->waiters);
+        size_t b = bucket_of(token);
+        e->next = kc->buckets[b];
+        kc->buckets[b] = e;
+        kc->n++;
+    }
+    if (!e->loading && submit_load(kc, e) != 0) {
+        if (h2o_linklist_is_empty(&e->waiters))
+            unlink_entry(kc, e);
+        rc->error = "store_unavailable";
+        return gw_request_error(rc, GW_ERR_UNAVAILABLE,
+                                "Authentication Error: the key store is busy; retry later.", NULL);
+    }
+    rc->auth_cont = cont;
+    h2o_linklist_insert(&e->waiters, &rc->auth_link);
+    return 1;
+}
+
+void gw_keys_request_dispose(gw_reqctx_t *rc)
+{
+    if (h2o_linklist_is_linked(&rc->auth_link))
+        h2o_linklist_unlink(&rc->auth_link);
+    rc->auth_cont = NULL;
+    gw_principal_release(rc->principal);
+    rc->principal = NULL;
+}
+
+/* ---- store jobs of a worker ------------------------------------------------------------------ */
+
+int gw_keys_submit(gw_worker_t *w, gw_store_job_fn job, gw_store_done_fn done, void *ud)
+{
+    if (w->server->store == NULL)
+        return GW_STORE_CLOSED;
+    int st = gw_store_submit(w->server->store, &w->store_rx, job, done, ud);
+    if (st == 0)
+        w->store_jobs++;
+    return st;
+}
+
+void gw_keys_job_done(gw_worker_t *w)
+{
+    if (w->store_jobs > 0)
+        w->store_jobs--;
+}
+
+/* ---- invalidation ------------------------------------------------------------------------- */
+
+void gw_keys_broadcast(gw_server_t *s, const char *kind, const char *id)
+{
+    for (unsigned i = 0; i < s->n_workers; i++) {
+        inval_msg_t *m = calloc(1, sizeof(*m));
+        if (m == NULL)
+            continue;
+        snprintf(m->kind, sizeof(m->kind), "%s", kind);
+        snprintf(m->id, sizeof(m->id), "%s", id != NULL ? id : "");
+        h2o_multithread_send_message(&s->workers[i].keys_rx, &m->super);
+    }
+}
+
+static void on_inval(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
+{
+    gw_worker_t *w = H2O_STRUCT_FROM_MEMBER(gw_worker_t, keys_rx, r);
+    while (!h2o_linklist_is_empty(messages)) {
+        inval_msg_t *m = H2O_STRUCT_FROM_MEMBER(inval_msg_t, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        if (w->keys != NULL) {
+            if (strcmp(m->kind, "key") == 0) {
+                kc_entry_t *e = find(w->keys, m->id);
+                if (e != NULL)
+                    invalidate(w->keys, e);
+            } else {
+                invalidate_all(w->keys);
+            }
+        }
+        free(m);
+    }
+}
+
+/* ---- the changes poll (worker 0) --------------------------------------------------------------- */
+
+#define POLL_BATCH 1000
+
+typedef struct poll_job {
+    gw_worker_t *w;
+    int64_t since;
+    json_t *rows;
+} poll_job_t;
+
+static int job_poll(gw_store_conn_t *c, void *ud)
+{
+    poll_job_t *pj = ud;
+    gw_store_param_t p[] = {GW_P_INT(pj->since), GW_P_INT(POLL_BATCH)};
+    return gw_store_query(c, "SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2", p, 2,
+                          &pj->rows);
+}
+
+static void poll_schedule(gw_worker_t *w);
+
+static void on_poll_done(void *ud, int status, const char *err)
+{
+    poll_job_t *pj = ud;
+    gw_worker_t *w = pj->w;
+    gw_server_t *s = w->server;
+    gw_keys_job_done(w);
+    w->poll_inflight = 0;
+    __atomic_store_n(&s->db_status, status, __ATOMIC_RELAXED);
+    size_t n = json_array_size(pj->rows);
+    if (status == GW_STORE_OK && n > 0) {
+        if (n >= POLL_BATCH) {
+            gw_keys_broadcast(s, "all", "");
+        } else {
+            size_t i;
+            json_t *row;
+            json_array_foreach(pj->rows, i, row)
+            {
+                const char *kind = json_string_value(json_object_get(row, "kind"));
+                gw_keys_broadcast(s, kind ? kind : "all", json_string_value(json_object_get(row, "id")));
+            }
+        }
+        int64_t last = json_integer_value(json_object_get(json_array_get(pj->rows, n - 1), "seq"));
+        if (last > s->changes_seq)
+            s->changes_seq = last;
+    }
+    json_decref(pj->rows);
+    free(pj);
+    if (!w->draining)
+        poll_schedule(w);
+}
+
+static void on_poll_timer(h2o_timeout_entry_t *entry)
+{
+    gw_worker_t *w = H2O_STRUCT_FROM_MEMBER(gw_worker_t, poll_timer, entry);
+    if (w->draining || w->poll_inflight)
+        return;
+    poll_job_t *pj = calloc(1, sizeof(*pj));
+    if (pj == NULL)
+        return poll_schedule(w);
+    pj->w = w;
+    pj->since = w->server->changes_seq;
+    if (gw_keys_submit(w, job_poll, on_poll_done, pj) != 0) {
+        free(pj);
+        return poll_schedule(w);
+    }
+    w->poll_inflight = 1;
+}
+
+static void poll_schedule(gw_worker_t *w)
+{
+    w->poll_timer.cb = on_poll_timer;
+    if (!h2o_timeout_is_linked(&w->poll_timer))
+        h2o_timeout_link(w->loop, gw_worker_timeout(w, GW_KEYS_POLL_MS), &w->poll_timer);
+}
+
+void gw_keys_start_poll(gw_worker_t *w)
+{
+    if (w->server->store != NULL)
+        poll_schedule(w);
+}
+
+void gw_keys_stop_poll(gw_worker_t *w)
+{
+    if (h2o_timeout_is_linked(&w->poll_timer))
+        h2o_timeout_unlink(&w->poll_timer);
+}
+
+typedef struct seq_job {
+    int64_t seq;
+} seq_job_t;
+
+static int job_max_seq(gw_store_conn_t *c, void *ud)
+{
+    seq_job_t *sj = ud;
+    json_t *rows = NULL;
+    int st = gw_store_query(c, "SELECT COALESCE(MAX(seq), 0) AS seq FROM changes", NULL, 0, &rows);
+    if (st == GW_STORE_OK)
+        sj->seq = json_integer_value(json_object_get(json_array_get(rows, 0), "seq"));
+    json_decref(rows);
+    return st;
+}
+
+int gw_keys_init_seq(gw_store_t *st, int64_t *seq, char *err, size_t errlen)
+{
+    seq_job_t sj = {0};
+    int rc = gw_store_run(st, job_max_seq, &sj, err, errlen);
+    *seq = sj.seq;
+    return rc;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------- */
+
+gw_keycache_t *gw_keycache_create(gw_worker_t *w)
+{
+    gw_keycache_t *kc = calloc(1, sizeof(*kc));
+    if (kc == NULL)
+        return NULL;
+    kc->w = w;
+    gw_store_register_receiver(w->queue, &w->store_rx);
+    h2o_multithread_register_receiver(w->queue, &w->keys_rx, on_inval);
+    return kc;
+}
+
+void gw_keys_drop_messages(gw_worker_t *w)
+{
+    h2o_linklist_t *list = &w->keys_rx._messages;
+    if (w->keys_rx.queue == NULL)
+        return;
+    while (!h2o_linklist_is_empty(list)) {
+        inval_msg_t *m = H2O_STRUCT_FROM_MEMBER(inval_msg_t, super.link, list->next);
+        h2o_linklist_unlink(&m->super.link);
+        free(m);
+    }
+}
+
+void gw_keycache_destroy(gw_keycache_t *kc)
+{
+    if (kc == NULL)
+        return;
+    gw_worker_t *w = kc->w;
+    gw_keys_stop_poll(w);
+    /* keys_rx stays registered: another worker may still broadcast until every worker has
+     * stopped; gw_keys_drop_messages frees what arrived late, after all threads are joined */
+    if (w->store_jobs == 0)
+        gw_store_unregister_receiver(w->queue, &w->store_rx);
+    for (size_t b = 0; b < N_BUCKETS; b++) {
+        kc_entry_t *e = kc->buckets[b];
+        while (e != NULL) {
+            kc_entry_t *next = e->next;
+            gw_principal_release(e->p);
+            free(e);
+            e = next;
+        }
+    }
+    free(kc);
+}
