@@ -1098,7 +1098,7 @@ static void reply_admin_error(gw_reqctx_t *rc, int status, const char *message)
                        : status == 404 ? "not_found_error"
                        : status >= 500 ? "api_error"
                                        : "bad_request_error";
-    char code[8];
+    char code[16]; /* an int always fits */
     snprintf(code, sizeof(code), "%d", status);
     json_t *body = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", message, "type", type, "param",
                              "code", code);
