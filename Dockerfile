@@ -12,7 +12,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOLLGATE_TESTS=OFF \
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-      libh2o-evloop0.13 libcurl4 libjansson4 libyaml-0-2 libssl3 libsqlite3-0 libpq5 ca-certificates \
+      libh2o-evloop0.13 libcurl4 libjansson4 libyaml-0-2 libssl3 libsqlite3-0 libpq5 libhiredis0.14 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /app tollgate \
     && mkdir -p /app/data && chown tollgate: /app/data
