@@ -26,6 +26,7 @@
 #include "gateway/errors.h"
 #include "gateway/models.h"
 #include "gateway/pricing.h"
+#include "gateway/policy.h"
 #include "gateway/upstream.h"
 
 #define HIGH_WATER (256u * 1024)
@@ -81,10 +82,21 @@ static int on_event(void *ud, const ad_event_t *ev);
 
 /* ---- teardown ---------------------------------------------------------------------------- */
 
+static const char *call_type(const gw_call_t *c)
+{
+    if (c->rc->surface == GW_SURFACE_ANTHROPIC)
+        return "anthropic_messages";
+    return c->areq.op == AD_OP_EMBEDDINGS ? "aembedding" : "acompletion";
+}
+
 static void call_teardown(void *obj)
 {
     gw_call_t *c = obj;
     c->gone = 1;
+    if (c->rc->admission != NULL) { /* the limiter has not answered yet */
+        gw_policy_cancel(c->rc->admission);
+        c->rc->admission = NULL;
+    }
     if (c->xfer != NULL) {
         gw_upstream_cancel(c->xfer);
         c->xfer = NULL;
@@ -96,6 +108,7 @@ static void call_teardown(void *obj)
         if (c->st.usage.prompt_tokens >= 0)
             c->rc->usage = c->st.usage;
         account(c); /* a client that left mid-stream is billed for what was generated */
+        gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c));
         if (c->stream_ad->stream_free != NULL)
             c->stream_ad->stream_free(&c->st);
         ad_stream_free(&c->st);
@@ -112,6 +125,7 @@ static void call_teardown(void *obj)
         ad_anthropic_enc_free(&c->enc);
         c->has_enc = 0;
     }
+    gw_policy_settle(c->rc);
     ad_buf_free(&c->inbody);
     ad_buf_free(&c->conv);
     ad_buf_free(&c->upbody);
@@ -199,6 +213,7 @@ static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
     if (c->retry_after[0])
         add_header(req, "retry-after", c->retry_after);
     if (c->rc->has_cost && status < 400) {
+        gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c)); /* before the last byte */
         char usd[GW_PRICING_USD_MAX];
         gw_pricing_format_usd(c->rc->cost_micros, usd, sizeof(usd));
         add_header(req, "x-litellm-response-cost", usd);
@@ -342,6 +357,7 @@ static void finish_stream(gw_call_t *c, CURLcode rc, const char *errmsg)
     if (c->st.usage.prompt_tokens >= 0)
         c->rc->usage = c->st.usage;
     account(c);
+    gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c)); /* before the last byte */
     if (c->has_enc) /* idempotent: closes the Anthropic sequence if nothing else did */
         ad_anthropic_enc_finish(&c->enc, &c->out);
     c->up_done = 1;
@@ -708,6 +724,26 @@ static int bind_route(gw_call_t *c, const char *provider)
 
 static void call_continue(gw_reqctx_t *rc);
 
+static void start_call(gw_call_t *c)
+{
+    if (c->route->is_mock)
+        start_mock(c);
+    else
+        start_upstream(c);
+}
+
+/* The limiter's answer (at once for in-process limits, later through Redis). */
+static void on_admitted(void *ud, const gw_limits_result_t *res)
+{
+    gw_call_t *c = ud;
+    c->rc->admission = NULL;
+    if (res->verdict != GW_LIMITS_ADMITTED)
+        return gw_policy_refuse(c->rc, res);
+    c->rc->admitted = 1;
+    gw_policy_headers(c->rc, res);
+    start_call(c);
+}
+
 int gw_call_handle(gw_reqctx_t *rc, ad_op_t op)
 {
     h2o_req_t *req = rc->req;
@@ -744,8 +780,11 @@ static void call_continue(gw_reqctx_t *rc)
     rc->stream = c->areq.stream;
     c->areq.now = (int64_t)time(NULL);
     c->areq.request_id = rc->rid;
-    if (c->route->is_mock)
-        start_mock(c);
-    else
-        start_upstream(c);
+    if (rc->principal == NULL) /* the master key is not limited */
+        return start_call(c);
+    const gw_price_t *price = c->route->priced ? &c->route->price : NULL;
+    int64_t max_tokens = c->areq.max_tokens, scaled; /* n choices: n times the completion */
+    if (max_tokens > 0 && c->areq.n > 1)
+        max_tokens = __builtin_mul_overflow(max_tokens, c->areq.n, &scaled) ? INT64_MAX / 2 : scaled;
+    gw_policy_admit(rc, price, c->areq.body_len, max_tokens, on_admitted, c);
 }

@@ -20,6 +20,7 @@ static const gw_err_info_t infos[] = {
     [GW_ERR_UPSTREAM] = {502, "Bad Gateway", "api_error", "upstream_error"},
     [GW_ERR_UNAVAILABLE] = {503, "Service Unavailable", "api_error", "service_unavailable"},
     [GW_ERR_TIMEOUT] = {504, "Gateway Timeout", "api_error", "upstream_timeout"},
+    [GW_ERR_BUDGET] = {429, "Too Many Requests", "budget_exceeded", "budget_exceeded"},
 };
 
 const gw_err_info_t *gw_err_info(gw_err_t e)

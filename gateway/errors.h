@@ -24,6 +24,7 @@ typedef enum gw_err {
     GW_ERR_UPSTREAM,        /* 502 api_error, code upstream_error */
     GW_ERR_UNAVAILABLE,     /* 503 api_error, code service_unavailable (draining) */
     GW_ERR_TIMEOUT,         /* 504 api_error, code upstream_timeout */
+    GW_ERR_BUDGET,          /* 429 budget_exceeded */
 } gw_err_t;
 
 typedef struct gw_err_info {

@@ -12,6 +12,7 @@
 
 #include "gateway/admin.h"
 #include "gateway/call.h"
+#include "gateway/spend_api.h"
 #include "gateway/errors.h"
 #include "gateway/keys.h"
 #include "gateway/request.h"
@@ -168,8 +169,26 @@ static void register_one(gw_server_t *s, h2o_hostconf_t *hostconf, const char *p
         h->prefix_len = 0;
 }
 
+static h2o_multithread_receiver_t *spend_receiver(h2o_req_t *req, void *ctx)
+{
+    return &gw_worker_of(req)->store_rx;
+}
+
+/* Spend reports are the operator's: the master key only. */
+static int spend_authorize(h2o_req_t *req, void *ctx)
+{
+    if (gw_request_is_master(req, ctx))
+        return 0;
+    gw_reply_error(req, GW_ERR_BAD_KEY, "Authentication error: spend reports need the master key.", NULL);
+    return -1;
+}
+
 void gw_handlers_register(gw_server_t *s, h2o_hostconf_t *hostconf)
 {
+    if (s->spend != NULL) { /* before "/": h2o takes the first prefix match */
+        gw_spend_api_conf_t conf = {s->store, spend_receiver, spend_authorize, s};
+        gw_spend_api_register(hostconf, &conf);
+    }
     for (size_t i = 0; i < gw_admin_n_routes(); i++) /* before "/": h2o takes the first prefix match */
         register_one(s, hostconf, gw_admin_route_path(i), R_ADMIN, i);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

@@ -213,7 +213,7 @@ static int64_t time_or_zero(const json_t *row, const char *col)
     return v != NULL && gw_store_time_parse(v, &ms) == 0 ? ms : 0;
 }
 
-static void read_limits(const json_t *row, const char *prefix, gw_limits_t *l)
+static void read_limits(const json_t *row, const char *prefix, gw_level_limits_t *l)
 {
     char col[64];
 #define COL(name) (snprintf(col, sizeof(col), "%s%s", prefix, name), col)

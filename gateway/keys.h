@@ -87,14 +87,14 @@ int gw_duration_add(int64_t unix_ms, const gw_duration_t *d, int64_t *out);
 /* ---- principals --------------------------------------------------------------------------- */
 
 /** Limits and money of one level of the hierarchy. -1 means "none" for every limit. */
-typedef struct gw_limits {
+typedef struct gw_level_limits {
     int64_t max_budget;  /* micro-dollars */
     int64_t soft_budget; /* micro-dollars */
     int64_t spend;       /* micro-dollars, as loaded */
     int64_t rpm, tpm, max_parallel;
     int64_t budget_reset_at_ms; /* 0 = none */
     char budget_duration[16];   /* "" = none */
-} gw_limits_t;
+} gw_level_limits_t;
 
 typedef struct gw_principal {
     int refs;
@@ -105,7 +105,7 @@ typedef struct gw_principal {
     int blocked;
     int team_blocked;
     int64_t expires_ms; /* 0 = never */
-    gw_limits_t key, user, team, org;
+    gw_level_limits_t key, user, team, org;
 } gw_principal_t;
 
 /** Builds a principal (refs 1) from a row of the load query; NULL on allocation failure. */

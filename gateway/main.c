@@ -10,6 +10,8 @@
  * it), else the config (tollgate_settings.port), else 4000.
  */
 #include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +181,16 @@ int main(int argc, char **argv)
     if (cfg->master_key == NULL)
         fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"no master key: the API is open to anyone who can "
                         "reach it\"}\n");
+    /* Signals are taken with sigwait by the main thread only: block them before any thread
+     * exists (the store, spend and limits modules start threads while the server is built), so
+     * every thread inherits the mask and a SIGTERM can never hit a default handler. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     gw_server_t *s = gw_server_create(cfg, err, sizeof(err));
     if (s == NULL) {

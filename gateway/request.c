@@ -37,10 +37,14 @@ static char *put_hex(char *p, uint64_t v, int digits)
     return p + digits;
 }
 
-/* A client's x-request-id is echoed when it is short and plain; otherwise we make a UUIDv4. */
+static void make_uuid(gw_reqctx_t *rc);
+
+/* A client's x-request-id is echoed, but never used as a key: two requests sending the same one
+ * must not share a reservation or a spend record. */
 static void assign_id(gw_reqctx_t *rc)
 {
     h2o_req_t *req = rc->req;
+    make_uuid(rc);
     ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"), -1);
     if (i >= 0) {
         h2o_iovec_t v = req->headers.entries[i].value;
@@ -53,8 +57,13 @@ static void assign_id(gw_reqctx_t *rc)
             return;
         }
     }
+    memcpy(rc->rid, rc->uid, sizeof(rc->uid));
+}
+
+static void make_uuid(gw_reqctx_t *rc)
+{
     uint64_t a = gw_worker_rand(rc->w), b = gw_worker_rand(rc->w);
-    char *p = rc->rid; /* formatted by hand: this runs on every request */
+    char *p = rc->uid; /* formatted by hand: this runs on every request */
     p = put_hex(p, a >> 32, 8);
     *p++ = '-';
     p = put_hex(p, a >> 16, 4);
@@ -322,4 +331,16 @@ int gw_request_error(gw_reqctx_t *rc, gw_err_t e, const char *message, const cha
     ad_buf_free(&oai);
     ad_buf_free(&out);
     return -1;
+}
+
+int gw_request_is_master(h2o_req_t *req, const gw_server_t *s)
+{
+    if (s->cfg->master_key == NULL)
+        return 1;
+    h2o_iovec_t key = presented_key(req);
+    if (key.base == NULL || key.len == 0)
+        return 0;
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key.base, key.len, h);
+    return CRYPTO_memcmp(h, s->master_key_hash, sizeof(h)) == 0;
 }

@@ -28,6 +28,8 @@
 #include "gateway/keys.h"
 #include "gateway/models.h"
 #include "gateway/pricing.h"
+#include "gateway/limits.h"
+#include "gateway/spend.h"
 #include "gateway/store.h"
 #include "gateway/upstream.h"
 
@@ -163,6 +165,7 @@ static void *worker_main(void *arg)
     w->queue = h2o_multithread_create_queue(w->loop);
     h2o_multithread_register_receiver(w->queue, &w->ctl, on_ctl);
     w->keys = gw_keycache_create(w);
+    w->lim = gw_limits_loop_attach(s->limits, w->loop);
     if (w->id == 0)
         gw_keys_start_poll(w);
     w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -184,6 +187,10 @@ static void *worker_main(void *arg)
     h2o_multithread_unregister_receiver(w->queue, &w->ctl);
     gw_keycache_destroy(w->keys);
     w->keys = NULL;
+    if (w->active == 0 && w->lim != NULL) {
+        gw_limits_loop_detach(w->lim);
+        w->lim = NULL;
+    }
     if (w->ctx._timestamp_cache.value != NULL) { /* the context's Date-header cache */
         h2o_mem_release_shared(w->ctx._timestamp_cache.value);
         w->ctx._timestamp_cache.value = NULL;
@@ -237,6 +244,7 @@ static void load_prices(gw_server_t *s)
     s->pricing = gw_pricing_load(path, msg, sizeof(msg));
     if (msg[0] != '\0')
         fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"prices\",\"detail\":\"%s\"}\n", msg);
+    size_t unpriced = 0;
     for (size_t i = 0; s->pricing != NULL && i < s->models->n_routes; i++) {
         gw_route_t *r = &s->models->routes[i];
         char e[256] = "";
@@ -244,12 +252,13 @@ static void load_prices(gw_server_t *s)
             continue;
         int rc = gw_pricing_resolve(s->pricing, r->dep, NULL, &r->price, e, sizeof(e));
         r->priced = rc == GW_PRICING_OK;
-        if (!r->priced)
-            fprintf(stderr,
-                    "{\"level\":\"warn\",\"msg\":\"no price for this deployment: its cost is counted as 0\","
-                    "\"model_list_index\":%zu}\n",
-                    r->dep->index);
+        unpriced += !r->priced;
     }
+    if (unpriced > 0) /* one line, not one per deployment: configs can have hundreds */
+        fprintf(stderr,
+                "{\"level\":\"warn\",\"msg\":\"deployments without a price: their cost counts as 0\","
+                "\"count\":%zu}\n",
+                unpriced);
 }
 
 /* Start-up, blocking: the store the config names, migrated, and where the changes poll starts. */
@@ -277,6 +286,27 @@ static int open_store(gw_server_t *s, char *err, size_t errlen)
     return 0;
 }
 
+/* Start-up: the limiter (in-process, or Redis when configured) and the spend journal. */
+static int open_policy(gw_server_t *s, char *err, size_t errlen)
+{
+    char e[512] = "", buf[1024];
+    gw_limits_config_t lc;
+    if (gw_limits_config_from(s->cfg, &lc, buf, sizeof(buf), e, sizeof(e)) != 0 ||
+        (s->limits = gw_limits_create(&lc, e, sizeof(e))) == NULL) {
+        snprintf(err, errlen, "limits: %s", e);
+        return -1;
+    }
+    const char *dir = getenv("TOLLGATE_DATA_DIR");
+    s->spend = gw_spend_open(dir != NULL && dir[0] != '\0' ? dir : "data", s->store, NULL, e, sizeof(e));
+    if (s->spend == NULL) {
+        snprintf(err, errlen, "spend journal: %s", e);
+        gw_limits_destroy(s->limits);
+        s->limits = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
 {
     gw_server_t *s = calloc(1, sizeof(*s));
@@ -297,7 +327,8 @@ gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
     s->models_json_len = b.len;
     if (cfg->master_key != NULL)
         SHA256((const unsigned char *)cfg->master_key, strlen(cfg->master_key), s->master_key_hash);
-    if (open_store(s, err, errlen) != 0) {
+    if (open_store(s, err, errlen) != 0 || open_policy(s, err, errlen) != 0) {
+        gw_store_close(s->store);
         gw_models_destroy(s->models);
         gw_pricing_destroy(s->pricing);
         free(s->models_json);
@@ -388,6 +419,8 @@ void gw_server_destroy(gw_server_t *s)
 {
     if (s == NULL)
         return;
+    gw_spend_close(s->spend); /* drains the journal into the store while it is still open */
+    gw_limits_destroy(s->limits);
     gw_store_close(s->store);
     gw_models_destroy(s->models);
     gw_pricing_destroy(s->pricing);

@@ -19,6 +19,9 @@
 struct gw_upstream;
 struct gw_models;
 struct gw_pricing;
+struct gw_limits;
+struct gw_limits_loop;
+struct gw_spend;
 struct gw_store;
 struct gw_keycache;
 
@@ -52,6 +55,7 @@ typedef struct gw_worker {
     /* virtual keys (keys.c): the cache, store completions, invalidations, the changes poll */
     struct gw_keycache *keys;
     h2o_multithread_receiver_t store_rx; /* completions of this worker's store jobs */
+    struct gw_limits_loop *lim;          /* this loop's handle on the limiter */
     h2o_multithread_receiver_t keys_rx;  /* cache invalidation broadcasts */
     uint64_t store_jobs;                 /* store jobs in flight: the worker waits for them */
     h2o_timeout_entry_t poll_timer;      /* worker 0: polls the changes table */
@@ -62,6 +66,8 @@ struct gw_server {
     gw_config_t *cfg;
     struct gw_models *models;
     struct gw_pricing *pricing; /* price table, read-only */
+    struct gw_limits *limits;   /* rate limits and budgets (limits.h) */
+    struct gw_spend *spend;     /* the spend journal and its writer (spend.h) */
     h2o_globalconf_t globalconf;
     gw_worker_t *workers;
     unsigned n_workers;
