@@ -234,28 +234,6 @@ static h2o_iovec_t presented_key(h2o_req_t *req)
     return h2o_iovec_init(NULL, 0);
 }
 
-int gw_request_authorize(gw_reqctx_t *rc)
-{
-    const gw_server_t *s = rc->w->server;
-    if (s->cfg->master_key == NULL)
-        return 0;
-    h2o_iovec_t key = presented_key(rc->req);
-    if (key.base == NULL || key.len == 0) {
-        rc->error = "missing_api_key";
-        return gw_request_error(rc, GW_ERR_NO_KEY,
-                              "Authentication error: no API key provided. Pass it as 'Authorization: Bearer "
-                              "<key>'.",
-                              NULL);
-    }
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key.base, key.len, h); /* equal-length digests: no length leak */
-    if (CRYPTO_memcmp(h, s->master_key_hash, sizeof(h)) != 0) {
-        rc->error = "invalid_api_key";
-        return gw_request_error(rc, GW_ERR_BAD_KEY, "Authentication error: invalid API key.", NULL);
-    }
-    return 0;
-}
-
 int gw_request_authenticate(gw_reqctx_t *rc, void (*cont)(gw_reqctx_t *rc))
 {
     const gw_server_t *s = rc->w->server;

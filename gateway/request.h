@@ -76,12 +76,9 @@ void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai
 /** 1 when req presents the master key (constant time), or no master key is configured. */
 int gw_request_is_master(h2o_req_t *req, const gw_server_t *s);
 
-/** Checks the master key (constant time). 0 ok; otherwise replies 401 and returns -1. */
-int gw_request_authorize(gw_reqctx_t *rc);
-
 /**
  * Authenticates the request: no master key configured or the master key presented (compared in
- * constant time, synchronously, as cheap as gw_request_authorize) → 0 with full access; otherwise
+ * constant time, synchronously: one SHA-256 of the presented key) → 0 with full access; otherwise
  * the presented key is looked up as a virtual key (keys.h): 0 when its principal is cached and
  * valid, -1 after an error reply (401 missing/unknown/blocked/expired key), 1 when the request is
  * parked on a load: cont(rc) then runs later on this loop (never after the client has left).
