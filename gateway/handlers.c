@@ -13,6 +13,7 @@
 #include "gateway/admin.h"
 #include "gateway/call.h"
 #include "gateway/spend_api.h"
+#include "gateway/limits.h"
 #include "gateway/errors.h"
 #include "gateway/keys.h"
 #include "gateway/request.h"
@@ -102,12 +103,19 @@ static int handle_ready(gw_reqctx_t *rc, route_handler_t *h)
     const gw_server_t *s = h->server;
     int st = __atomic_load_n(&s->db_status, __ATOMIC_RELAXED);
     const char *db = s->store == NULL ? "Not connected" : st == 0 ? "connected" : gw_store_status_name(st);
-    char body[256];
+    /* shared limits: Redis down means per-instance limits (fail_open) or refusals (fail_closed) */
+    int fail_closed = 0, redis = s->limits != NULL && gw_limits_uses_redis(s->limits, &fail_closed);
+    int redis_up = redis && gw_limits_redis_ok(s->limits);
+    int unhealthy = s->draining || (redis && !redis_up && fail_closed);
+    char body[384];
     int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"%s\",\"db\":\"%s\",\"cache\":null,\"litellm_version\":\"tollgate-0.1.0\","
-                     "\"draining\":%s}",
-                     s->draining ? "unhealthy" : "healthy", db, s->draining ? "true" : "false");
-    if (s->draining)
+                     "{\"status\":\"%s\",\"db\":\"%s\",\"cache\":null,\"redis\":%s,\"limits\":\"%s\","
+                     "\"litellm_version\":\"tollgate-0.1.0\",\"draining\":%s}",
+                     unhealthy ? "unhealthy" : "healthy", db,
+                     !redis ? "null" : redis_up ? "\"connected\"" : "\"unavailable\"",
+                     !redis ? "local" : redis_up ? "redis" : fail_closed ? "refusing (fail_closed)" : "local (fail_open)",
+                     s->draining ? "true" : "false");
+    if (unhealthy)
         gw_reply_json(rc->req, 503, "Service Unavailable", body, (size_t)n);
     else
         gw_reply_json(rc->req, 200, "OK", body, (size_t)n);

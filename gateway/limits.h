@@ -259,6 +259,8 @@ void gw_limits_release(gw_limits_loop_t *lp, const char *request_id, gw_limits_d
 
 /** 1 when the Redis backend is connected on every attached loop (always 1 for local). */
 int gw_limits_redis_ok(const gw_limits_t *lim);
+/** 1 when limits are shared through Redis; *fail_closed (may be NULL) gets the failure mode. */
+int gw_limits_uses_redis(const gw_limits_t *lim, int *fail_closed);
 
 /** "key", "user", "team", "team_member", "end_user", "org", "model", "key_model", "global". */
 const char *gw_limits_kind_name(gw_limits_kind_t k);

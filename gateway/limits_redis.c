@@ -209,6 +209,13 @@ void gw_limits_redis_init(gw_limits_t *lim)
         snprintf(lim->sha + 2 * i, 3, "%02x", md[i]);
 }
 
+int gw_limits_uses_redis(const gw_limits_t *lim, int *fail_closed)
+{
+    if (fail_closed != NULL)
+        *fail_closed = lim->cfg.fail_closed;
+    return lim->cfg.backend == GW_LIMITS_REDIS;
+}
+
 int gw_limits_redis_ok(const gw_limits_t *lim)
 {
     if (lim->cfg.backend != GW_LIMITS_REDIS)
