@@ -129,27 +129,81 @@ static int bind_one(sqlite3_stmt *st, int idx, const gw_store_param_t *p, char *
     return rc == SQLITE_OK ? GW_STORE_OK : fail(sqlite3_db_handle(st), rc, err, errlen);
 }
 
-/* Binds $N (or ?N, or a bare ?) to params[N-1]. */
+/*
+ * Binds ?N to params[N-1]. The SQL reaches SQLite with $N rewritten to ?N (see numbered_sql):
+ * SQLite keeps named parameters ($N) in a list it searches linearly, so binding a statement with
+ * hundreds of them by name costs quadratic time (it dominated the spend writer's profile), while
+ * ?N is parameter number N directly.
+ */
 static int bind_all(sqlite3_stmt *st, const gw_store_param_t *params, size_t n, char *err, size_t errlen)
 {
     int count = sqlite3_bind_parameter_count(st);
+    if ((size_t)count > n)
+        return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter $%d has no value (%zu given)", count, n);
     for (int i = 1; i <= count; i++) {
-        const char *name = sqlite3_bind_parameter_name(st, i);
-        long k = i;
-        if (name != NULL) {
-            char *end = NULL;
-            k = (name[0] == '$' || name[0] == '?') ? strtol(name + 1, &end, 10) : 0;
-            if (k <= 0 || *end != '\0')
-                return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter %s: use $1, $2, …", name);
-        }
-        if ((size_t)k > n)
-            return gw_store_errf(err, errlen, GW_STORE_ERROR, "parameter $%ld has no value (%zu given)", k,
-                                 n);
-        int stt = bind_one(st, i, &params[k - 1], err, errlen);
+        int stt = bind_one(st, i, &params[i - 1], err, errlen);
         if (stt != GW_STORE_OK)
             return stt;
     }
     return GW_STORE_OK;
+}
+
+/*
+ * 1 when sql's parameters ($N outside quoted literals and identifiers) are exactly $1, $2, $3, …
+ * in order, each once.
+ */
+static int params_in_order(const char *sql)
+{
+    char quote = 0;
+    long want = 1;
+    for (const char *p = sql; *p != '\0'; p++) {
+        if (quote != 0) {
+            if (*p == quote)
+                quote = 0;
+        } else if (*p == '\'' || *p == '"') {
+            quote = *p;
+        } else if (*p == '$' && p[1] >= '1' && p[1] <= '9') {
+            char *end;
+            if (strtol(p + 1, &end, 10) != want++)
+                return 0;
+            p = end - 1;
+        }
+    }
+    return 1;
+}
+
+/*
+ * The SQL as SQLite gets it. When the parameters are $1, $2, … in order (the common case, and
+ * the bulk inserts), they become anonymous ?: SQLite looks up every named or numbered parameter
+ * in a list linearly while compiling, which made a statement with hundreds of them cost
+ * quadratic time. Otherwise $N becomes ?N (parameter number N). NULL when out of memory.
+ */
+static char *numbered_sql(const char *sql)
+{
+    size_t len = strlen(sql);
+    char *out = malloc(len + 1);
+    if (out == NULL)
+        return NULL;
+    int anonymous = params_in_order(sql);
+    char quote = 0;
+    size_t o = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char ch = sql[i];
+        if (quote != 0) {
+            if (ch == quote)
+                quote = 0;
+        } else if (ch == '\'' || ch == '"') {
+            quote = ch;
+        } else if (ch == '$' && sql[i + 1] >= '1' && sql[i + 1] <= '9') {
+            out[o++] = '?';
+            if (anonymous)
+                while (sql[i + 1] >= '0' && sql[i + 1] <= '9')
+                    i++;
+            continue;
+        }
+        out[o++] = ch;
+    }
+    return out;
 }
 
 static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params, size_t n, sqlite3_stmt **out,
@@ -158,17 +212,26 @@ static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params,
     const char *tail = NULL;
     sqlite3_stmt *st = NULL;
     *out = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, &tail);
-    if (rc != SQLITE_OK)
+    char *text = numbered_sql(sql);
+    if (text == NULL)
+        return gw_store_errf(err, errlen, GW_STORE_ERROR, "sqlite: out of memory");
+    int rc = sqlite3_prepare_v2(db, text, -1, &st, &tail);
+    if (rc != SQLITE_OK) {
+        free(text);
         return fail(db, rc, err, errlen);
-    if (st == NULL)
+    }
+    if (st == NULL) {
+        free(text);
         return gw_store_errf(err, errlen, GW_STORE_ERROR, "sqlite: empty statement");
+    }
     for (; tail != NULL && *tail != '\0'; tail++) {
         if (*tail != ' ' && *tail != '\n' && *tail != '\t' && *tail != '\r' && *tail != ';') {
             sqlite3_finalize(st);
+            free(text);
             return gw_store_errf(err, errlen, GW_STORE_ERROR, "sqlite: one statement per call");
         }
     }
+    free(text);
     int stt = bind_all(st, params, n, err, errlen);
     if (stt != GW_STORE_OK) {
         sqlite3_finalize(st);
