@@ -1,5 +1,6 @@
--- wrk script for tests/bench: POSTs the body in $BENCH_BODY as a chat completion request and, when
--- wrk finishes, prints one line "WRK {json}" with the counts and the latency percentiles in µs.
+-- wrk script for tests/bench: POSTs the body in $BENCH_BODY as a chat completion request (bearer
+-- token $BENCH_KEY, default sk-bench) and, when wrk finishes, prints one line "WRK {json}" with the
+-- counts and the latency percentiles in µs.
 --
 -- Two sets of percentiles are printed:
 --   p50_us, p99_us, …        the latencies wrk actually measured, one sample per response;
@@ -20,7 +21,11 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-bench"
+-- $BENCH_KEY is the bearer token (default sk-bench, the bench's master key; run.sh passes a
+-- virtual key for the c64-key workload).
+local key = os.getenv("BENCH_KEY")
+if key == nil or key == "" then key = "sk-bench" end
+wrk.headers["Authorization"] = "Bearer " .. key
 
 local PCTS = { { "p50", 50 }, { "p90", 90 }, { "p99", 99 }, { "p999", 99.9 } }
 

@@ -8,6 +8,10 @@
 # The same upstream also answers as the Anthropic Messages API (a fixed message and a fixed
 # stream); the "translate" workloads send the same OpenAI request to Tollgate for a model routed
 # there, in the same rounds, to measure what OpenAI→Anthropic translation costs per request.
+# The "c64-key" workload sends the c64 request to Tollgate with a virtual key (created through the
+# admin API at start, with a budget and rate limits) instead of the master key, right after
+# Tollgate's master-key c64 run of the same round: authentication from the key cache, admission
+# against the limits and the budget, settlement and the key's spend journal are what it adds.
 #
 # Environment:
 #   BENCH_SECONDS   seconds per wrk run (default 10)
@@ -228,26 +232,36 @@ model_list:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/v1
       api_key: bench-key
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
   - model_name: bench-stream
     litellm_params:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/stream/v1
       api_key: bench-key
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
   - model_name: bench-slow
     litellm_params:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/slow/v1
       api_key: bench-key
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
   - model_name: bench-anthropic
     litellm_params:
       model: anthropic/claude-3-5-haiku-20241022
       api_base: http://127.0.0.1:$UP/anthropic
       api_key: bench-key
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
   - model_name: bench-anthropic-stream
     litellm_params:
       model: anthropic/claude-3-5-haiku-20241022
       api_base: http://127.0.0.1:$UP/anthropic-stream
       api_key: bench-key
+      input_cost_per_token: 0.0000025
+      output_cost_per_token: 0.00001
 general_settings:
   master_key: sk-bench
 tollgate_settings:
@@ -290,7 +304,8 @@ if has_target nginx; then
 fi
 TG_PID=""
 if has_target tollgate; then
-  env -u DATABASE_URL -u REDIS_URL -u REDIS_HOST \
+  mkdir -p "$TMP/data"
+  env -u DATABASE_URL -u REDIS_URL -u REDIS_HOST TOLLGATE_DATA_DIR="$TMP/data" \
     "$BIN" --config "$TMP/tollgate.yaml" --host 127.0.0.1 --port "$TG" --workers 1 \
     >"${BENCH_TOLLGATE_STDOUT:-$TMP/tollgate.log}" 2>>"$TMP/tollgate.log" &
   TG_PID=$!
@@ -313,6 +328,17 @@ cpu_ticks() { # pids… → utime+stime summed (all threads of each process)
     line=${line##*) }           # fields from 3 (state) on; comm may contain spaces
     read -r -a f <<<"$line"
     t=$((t + f[11] + f[12]))    # fields 14 (utime) and 15 (stime)
+  done
+  echo "$t"
+}
+thread_ticks() { # pid name → utime+stime of that process's threads called name (0 if none)
+  local t=0 task line f
+  for task in /proc/"$1"/task/*; do
+    line=$(cat "$task/stat" 2>/dev/null) || continue
+    [[ ${line#*(} == "$2) "* ]] || continue
+    line=${line##*) }
+    read -r -a f <<<"$line"
+    t=$((t + f[11] + f[12]))
   done
   echo "$t"
 }
@@ -361,11 +387,11 @@ body_of() {
     *) echo "$HERE/request.json" ;;
   esac
 }
-# Workloads and the targets they run against: only Tollgate translates, so the translate kinds
-# run against it alone.
-KINDS="c1 c64 translate stream64 translate-stream"
+# Workloads and the targets they run against: only Tollgate translates and knows virtual keys, so
+# the translate kinds and c64-key run against it alone.
+KINDS="c1 c64 c64-key translate stream64 translate-stream"
 targets_of() { # kind
-  if [[ $1 == translate* ]]; then
+  if [[ $1 == translate* || $1 == c64-key ]]; then
     if has_target tollgate; then echo tollgate; fi
   else
     echo "$TARGETS"
@@ -422,16 +448,90 @@ if [ -n "$PX_PID" ]; then
   px_idle_rss_kb=$(status_kb VmRSS "${px_procs[@]}")
 fi
 for t in $TARGETS; do check_target "$t"; done
+
+# ---- virtual key ----------------------------------------------------------------------------
+# c64-key runs with a key created here through the admin API (after the idle RSS reading), with a
+# budget and limits far above what the run can reach: every request is authenticated from the key
+# cache, admitted against rpm, tpm, parallel requests and the budget, settled with its real cost
+# (the deployments are priced) and its spend journaled and written to the store (SQLite in
+# $TMP/data). Before any load, one request with the key must be answered 200 with the limiter's
+# x-ratelimit-* headers, or the c64-key figures would not measure that path.
+KEY_LIMITS='{"max_budget": 1000000, "rpm_limit": 100000000, "tpm_limit": 100000000000, "max_parallel_requests": 100000}'
+VKEY=""
+KEY_LIMIT_REQ=null
+KEY_LIMIT_TOK=null
+json_field() { # field (a.b for a nested one) → its value in the JSON object on stdin ("" if absent)
+  node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+    let v; try { v = JSON.parse(s); } catch { v = {}; }
+    for (const k of process.argv[1].split(".")) v = v == null ? undefined : v[k];
+    process.stdout.write(v == null ? "" : String(v)); });' "$1"
+}
+make_key() {
+  local out code
+  out=$(curl -s --noproxy '*' --max-time 10 -w '\n%{http_code}' -H 'Authorization: Bearer sk-bench' \
+    -H 'Content-Type: application/json' -d "$KEY_LIMITS" "http://127.0.0.1:$TG/key/generate") || true
+  code=${out##*$'\n'}
+  [[ $code == 200 ]] || die "tollgate /key/generate: expected 200, got '$code': ${out:0:300}"
+  VKEY=$(json_field key <<<"${out%$'\n'*}")
+  [[ -n $VKEY && $VKEY != *[[:space:]]* && $VKEY != sk-bench ]] ||
+    die "tollgate /key/generate: no usable \"key\" in the answer: ${out:0:300}"
+}
+header_of() { # file name → that response header's value
+  tr -d '\r' <"$1" | awk -v k="$2" 'tolower($1) == k ":" { print $2; exit }'
+}
+check_key() {
+  local hdr="$TMP/key-check.headers" body="$TMP/key-check.json" code
+  code=$(curl -s --noproxy '*' --max-time 5 -D "$hdr" -o "$body" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -H "Authorization: Bearer $VKEY" --data-binary "@$(body_of c64-key)" "$(url_of tollgate c64-key)") || true
+  [[ $code == 200 ]] || die "tollgate: a request with the virtual key got $code, not 200: $(head -c 300 "$body" 2>/dev/null)"
+  grep -q '"chat.completion"' "$body" || die "tollgate: unexpected answer with the virtual key: $(head -c 300 "$body")"
+  KEY_LIMIT_REQ=$(header_of "$hdr" x-ratelimit-limit-requests)
+  KEY_LIMIT_TOK=$(header_of "$hdr" x-ratelimit-limit-tokens)
+  [[ $KEY_LIMIT_REQ =~ ^[0-9]+$ ]] ||
+    die "tollgate: the answer to a request with the virtual key has no x-ratelimit-limit-requests header, so the limiter did not run; headers:
+$(tr -d '\r' <"$hdr")"
+  [[ $KEY_LIMIT_TOK =~ ^[0-9]+$ ]] || KEY_LIMIT_TOK=null
+  log "virtual key: 200 with x-ratelimit-limit-requests $KEY_LIMIT_REQ, x-ratelimit-limit-tokens $KEY_LIMIT_TOK"
+}
+if has_target tollgate; then
+  make_key
+  check_key
+fi
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 log "upstream :$UP  nginx proxy :$PX  tollgate :$TG  ($TARGETS; ${SECS}s x $ROUNDS rounds)"
 
 # ---- load -------------------------------------------------------------------------------
+# Tollgate finishes part of a request's work after the answer: the spend journal's writer thread
+# stores the journaled records in batches, and under load it runs behind. So after each run the
+# script waits until the proxy is idle again (at most 1 tick of CPU in 0.5 s, up to SETTLE_MAX_S)
+# and counts that tail in the run's CPU; the next run then starts from an idle proxy. Tollgate's
+# store thread (named tg-store: the SQLite writes) is also read on its own, to show that share.
+SETTLE_MAX_S=300
+settle() { # pids… → prints "ticks ms" once they are idle (or after SETTLE_MAX_S)
+  local prev now start ms
+  start=$(date +%s%N)
+  prev=$(cpu_ticks "$@")
+  while :; do
+    sleep 0.5
+    now=$(cpu_ticks "$@")
+    ms=$((($(date +%s%N) - start) / 1000000))
+    if [ $((now - prev)) -le 1 ]; then break; fi
+    if [ "$ms" -ge $((SETTLE_MAX_S * 1000)) ]; then
+      log "warning: still busy ${SETTLE_MAX_S}s after the run; counting the CPU up to now"
+      break
+    fi
+    prev=$now
+  done
+  echo "$now $ms"
+}
 run_wrk() { # target kind round seconds
   local t=$1 kind=$2 round=$3 secs=$4 threads conns
   case $kind in
     c1) threads=1 conns=1 ;;
-    c64 | stream64 | translate | translate-stream) threads=2 conns=64 ;;
+    c64 | c64-key | stream64 | translate | translate-stream) threads=2 conns=64 ;;
   esac
+  local key=sk-bench
+  [[ $kind == c64-key ]] && key=$VKEY
   local pids upids p0 p1 u0 u1 out line
   if [[ $t == tollgate ]] && ! kill -0 "$TG_PID" 2>/dev/null; then
     log "tollgate is not running: skipping $kind round $round"
@@ -439,12 +539,17 @@ run_wrk() { # target kind round seconds
   fi
   read -r -a pids <<<"$(target_pids "$t" | tr '\n' ' ')"
   read -r -a upids <<<"$(procs_of "$UP_PID" | tr '\n' ' ')"
+  local s0=0 s2=0
+  [[ $t == tollgate ]] && s0=$(thread_ticks "$TG_PID" tg-store)
   p0=$(cpu_ticks "${pids[@]}")
   u0=$(cpu_ticks "${upids[@]}")
-  out=$(BENCH_BODY=$(body_of "$kind") BENCH_CONNS=$conns wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s \
+  out=$(BENCH_BODY=$(body_of "$kind") BENCH_CONNS=$conns BENCH_KEY=$key wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 10s \
     -s "$HERE/post.lua" "$(url_of "$t" "$kind")" 2>&1) || die "wrk failed against $t: $out"
   p1=$(cpu_ticks "${pids[@]}")
   u1=$(cpu_ticks "${upids[@]}")
+  local p2=$p1 settle_ms=0
+  if [[ $t != direct ]]; then read -r p2 settle_ms <<<"$(settle "${pids[@]}")"; fi
+  [[ $t == tollgate ]] && s2=$(thread_ticks "$TG_PID" tg-store)
   if [[ $t == tollgate ]] && ! kill -0 "$TG_PID" 2>/dev/null; then
     log "tollgate exited during $kind round $round; its log ends with:"
     tail -n 20 "$TMP/tollgate.log" >&2 || true
@@ -453,9 +558,10 @@ run_wrk() { # target kind round seconds
   line=$(grep '^WRK ' <<<"$out" | head -n 1) || die "no result line from wrk against $t: $out"
   [ "$round" -gt 0 ] || return 0 # warm-up
   local json=${line#WRK }
-  local proxy_ticks=null
-  [[ $t == direct ]] || proxy_ticks=$((p1 - p0))
-  echo "{\"type\":\"wrk\",\"round\":$round,\"kind\":\"$kind\",\"target\":\"$t\",\"proxy_ticks\":$proxy_ticks,\"upstream_ticks\":$((u1 - u0)),\"wrk\":$json}" >>"$RAW"
+  local proxy_ticks=null window_ticks=null store_ticks=null
+  if [[ $t != direct ]]; then proxy_ticks=$((p2 - p0)) window_ticks=$((p1 - p0)); fi
+  [[ $t == tollgate ]] && store_ticks=$((s2 - s0))
+  echo "{\"type\":\"wrk\",\"round\":$round,\"kind\":\"$kind\",\"target\":\"$t\",\"proxy_ticks\":$proxy_ticks,\"proxy_window_ticks\":$window_ticks,\"store_thread_ticks\":$store_ticks,\"settle_ms\":$settle_ms,\"upstream_ticks\":$((u1 - u0)),\"wrk\":$json}" >>"$RAW"
   local req=0 dur=1 p99=0 errs
   [[ $json =~ \"requests\":([0-9]+) ]] && req=${BASH_REMATCH[1]}
   [[ $json =~ \"duration_us\":([0-9]+) ]] && dur=${BASH_REMATCH[1]}
@@ -465,9 +571,11 @@ run_wrk() { # target kind round seconds
   if [[ $proxy_ticks != null && $req -gt 0 ]]; then
     cpu=$(awk -v t="$proxy_ticks" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
   fi
-  printf 'bench: round %d %-16s %-8s %9.0f req/s  p99 %6d us  cpu %6s us/req  errors %d\n' \
+  local tail=""
+  if [[ $t != direct ]]; then tail=" (of which after the run $((p2 - p1)) ticks in ${settle_ms} ms)"; fi
+  printf 'bench: round %d %-16s %-8s %9.0f req/s  p99 %6d us  cpu %6s us/req  errors %d%s\n' \
     "$round" "$kind" "$t" "$(awk -v n="$req" -v d="$dur" 'BEGIN { print n * 1e6 / d }')" \
-    "$p99" "$cpu" "$errs" >&2
+    "$p99" "$cpu" "$errs" "$tail" >&2
 }
 
 log "warm-up (${WARMUP_SECS}s per target and workload)"
@@ -475,8 +583,8 @@ for kind in $KINDS; do
   [[ $kind == c1 ]] && continue
   for t in $(targets_of "$kind"); do run_wrk "$t" "$kind" 0 "$WARMUP_SECS"; done
 done
-# translate follows c64 and translate-stream follows stream64, so each translated run sits next to
-# the passthrough run it is compared with.
+# c64-key runs right after Tollgate's c64 (the master-key run it is compared with), translate right
+# after that, and translate-stream right after stream64, so each sits next to its reference run.
 for round in $(seq "$ROUNDS"); do
   for kind in $KINDS; do
     for t in $(targets_of "$kind"); do run_wrk "$t" "$kind" "$round" "$SECS"; done
@@ -494,7 +602,15 @@ for t in $TARGETS; do
   log "streams $t: $res"
 done
 
-# ---- memory and the report ---------------------------------------------------------------------
+# ---- the key's spend, memory and the report ------------------------------------------------------
+# What the store holds for the virtual key after the runs (the journal writer batches into it).
+if [ -n "$VKEY" ] && kill -0 "$TG_PID" 2>/dev/null; then
+  key_spend=$(curl -s --noproxy '*' --max-time 10 -H 'Authorization: Bearer sk-bench' \
+    "http://127.0.0.1:$TG/key/info?key=$VKEY" | json_field info.spend) || true
+  [[ $key_spend =~ ^[0-9.eE+-]+$ ]] || key_spend=null
+  echo "{\"type\":\"key\",\"limits\":$KEY_LIMITS,\"check_status\":200,\"x_ratelimit_limit_requests\":$KEY_LIMIT_REQ,\"x_ratelimit_limit_tokens\":$KEY_LIMIT_TOK,\"spend_after\":$key_spend}" >>"$RAW"
+fi
+
 peak_rss_kb=""
 TG_EXITED=false
 if [ -n "$TG_PID" ]; then
