@@ -151,6 +151,8 @@ static int request_member(void *ud, const char *key, size_t keylen, size_t key_o
         r->max_tokens = x;
     } else if (ad_json_key_eq(key, keylen, "n") && ad_json_span_int64(v, &x) == 0) {
         r->n = x;
+    } else if (ad_json_key_eq(key, keylen, "user")) {
+        r->user = v;
     }
     return 0;
 }

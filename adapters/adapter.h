@@ -72,6 +72,7 @@ typedef struct ad_request {
     int include_usage;         /* stream_options.include_usage: true */
     int64_t max_tokens;        /* max_tokens / max_completion_tokens, -1 when absent */
     int64_t n;                 /* "n", 1 when absent */
+    ad_jspan_t user;           /* "user" (the end user), any type; type NONE when absent */
     int64_t now;               /* unix time the core stamps (adapters never read a clock) */
     const char *request_id;    /* the gateway's request id, for ids adapters must invent */
 } ad_request_t;

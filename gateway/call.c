@@ -23,6 +23,7 @@
 #include "adapters/mock.h"
 #include "adapters/openai.h"
 #include "adapters/surface.h"
+#include "gateway/endusers.h"
 #include "gateway/errors.h"
 #include "gateway/models.h"
 #include "gateway/pricing.h"
@@ -723,6 +724,7 @@ static int bind_route(gw_call_t *c, const char *provider)
 }
 
 static void call_continue(gw_reqctx_t *rc);
+static void call_admit(gw_reqctx_t *rc);
 
 static void start_call(gw_call_t *c)
 {
@@ -780,11 +782,27 @@ static void call_continue(gw_reqctx_t *rc)
     rc->stream = c->areq.stream;
     c->areq.now = (int64_t)time(NULL);
     c->areq.request_id = rc->rid;
-    if (rc->principal == NULL) /* the master key is not limited */
+    if (c->areq.user.type == AD_J_STRING) { /* the end user (endusers.h); nothing to do without one */
+        char u[GW_EUCACHE_ID_MAX * 6];         /* room for an id too long to look up: still billed */
+        if (ad_json_span_string(c->areq.user, u, sizeof(u)) > 0)
+            rc->end_user = h2o_strdup(&req->pool, u, SIZE_MAX).base;
+    }
+    call_admit(rc);
+}
+
+/* Admission: the principal's scopes and the end user's; the end user may need a load first, then
+ * this runs again as the continuation (the lookup answers from the cache the second time). */
+static void call_admit(gw_reqctx_t *rc)
+{
+    gw_call_t *c = rc->teardown_obj;
+    gw_enduser_t eu = {0};
+    if (rc->end_user != NULL && gw_endusers_lookup(rc, rc->end_user, &eu, call_admit) != 0)
+        return; /* parked, or replied */
+    if (rc->principal == NULL && !eu.has_limits) /* the master key, no end-user limits: nothing to admit */
         return start_call(c);
     const gw_price_t *price = c->route->priced ? &c->route->price : NULL;
     int64_t max_tokens = c->areq.max_tokens, scaled; /* n choices: n times the completion */
     if (max_tokens > 0 && c->areq.n > 1)
         max_tokens = __builtin_mul_overflow(max_tokens, c->areq.n, &scaled) ? INT64_MAX / 2 : scaled;
-    gw_policy_admit(rc, price, c->areq.body_len, max_tokens, on_admitted, c);
+    gw_policy_admit(rc, eu.has_limits ? &eu.lim : NULL, price, c->areq.body_len, max_tokens, on_admitted, c);
 }

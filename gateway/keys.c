@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "gateway/endusers.h"
 #include "gateway/errors.h"
 #include "gateway/request.h"
 #include "gateway/server.h"
@@ -654,6 +655,7 @@ static void on_inval(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
                     invalidate(w->keys, e);
             } else {
                 invalidate_all(w->keys);
+                gw_eucache_invalidate_all(w->endusers); /* end users, their budgets, … */
             }
         }
         free(m);

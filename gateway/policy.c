@@ -61,18 +61,22 @@ static void on_admit(void *ud, const gw_limits_result_t *res)
     free(t);
 }
 
-gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_price_t *price, size_t est_prompt_bytes,
-                                    int64_t max_tokens, gw_policy_cont_fn cont, void *ud)
+gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_level_limits_t *end_user, const gw_price_t *price,
+                                    size_t est_prompt_bytes, int64_t max_tokens, gw_policy_cont_fn cont, void *ud)
 {
     const gw_principal_t *p = rc->principal;
-    gw_limits_scope_t scopes[4];
+    gw_limits_scope_t scopes[5];
     size_t n = 0;
-    add_scope(scopes, &n, GW_SCOPE_KEY, p->token, &p->key);
-    if (p->user_id != NULL)
-        add_scope(scopes, &n, GW_SCOPE_USER, p->user_id, &p->user);
-    if (p->team_id != NULL) /* DESIGN §7: a team key's budget is the team's, not the user's */
-        add_scope(scopes, &n, GW_SCOPE_TEAM, p->team_id, &p->team);
-    if (p->org_id != NULL)
+    if (p != NULL) {
+        add_scope(scopes, &n, GW_SCOPE_KEY, p->token, &p->key);
+        if (p->user_id != NULL)
+            add_scope(scopes, &n, GW_SCOPE_USER, p->user_id, &p->user);
+        if (p->team_id != NULL) /* DESIGN §7: a team key's budget is the team's, not the user's */
+            add_scope(scopes, &n, GW_SCOPE_TEAM, p->team_id, &p->team);
+    }
+    if (end_user != NULL && rc->end_user != NULL) /* DESIGN §7: after the user, before the org */
+        add_scope(scopes, &n, GW_SCOPE_END_USER, rc->end_user, end_user);
+    if (p != NULL && p->org_id != NULL)
         add_scope(scopes, &n, GW_SCOPE_ORG, p->org_id, &p->org);
     uint64_t est = 0;
     if (price != NULL && gw_pricing_estimate_micros(price, est_prompt_bytes, max_tokens, 1024, &est) != GW_PRICING_OK)
@@ -201,6 +205,7 @@ void gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const c
         .user_id = p != NULL ? p->user_id : NULL,
         .team_id = p != NULL ? p->team_id : NULL,
         .org_id = p != NULL ? p->org_id : NULL,
+        .end_user = rc->end_user,
         .model_group = rc->model,
         .model = upstream_model,
         .provider = rc->provider,

@@ -5,9 +5,11 @@
  * call's estimated cost, settlement of the real cost when the call ends, and the spend record
  * written to the journal (gateway/spend.h) before the response's last byte.
  *
- * The master key is not limited (it is the operator's). Calls run on the worker's loop; the
- * admission answer may come later (Redis), so the caller gets a ticket it cancels if the client
- * leaves first — a late answer then releases its own reservation.
+ * The master key is not limited by key, user, team or organization (it is the operator's); an end
+ * user with limits (endusers.h: the request's `user`) is enforced for every caller, the master
+ * key included, as LiteLLM does. Calls run on the worker's loop; the admission answer may come
+ * later (Redis), so the caller gets a ticket it cancels if the client leaves first — a late
+ * answer then releases its own reservation.
  */
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
@@ -20,6 +22,7 @@
 
 struct gw_route;
 struct gw_price;
+struct gw_level_limits;
 
 typedef struct gw_policy_ticket gw_policy_ticket_t;
 
@@ -27,13 +30,15 @@ typedef struct gw_policy_ticket gw_policy_ticket_t;
 typedef void (*gw_policy_cont_fn)(void *ud, const gw_limits_result_t *res);
 
 /**
- * Asks the limiter to admit rc's call. est_prompt_bytes is the OpenAI body size, max_tokens the
- * request's (-1 absent), price may be NULL (unpriced: budgets see 0). Returns a ticket, or NULL
+ * Asks the limiter to admit rc's call: the scopes of rc->principal (none for the master key) and,
+ * when end_user is not NULL, rc->end_user's scope with those limits. est_prompt_bytes is the
+ * OpenAI body size, max_tokens the request's (-1 absent), price may be NULL (unpriced: budgets see 0). Returns a ticket, or NULL
  * when cont already ran (the local backend answers at once) — in both cases cont runs exactly
  * once unless the ticket is cancelled first.
  */
-gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const struct gw_price *price, size_t est_prompt_bytes,
-                                    int64_t max_tokens, gw_policy_cont_fn cont, void *ud);
+gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const struct gw_level_limits *end_user,
+                                    const struct gw_price *price, size_t est_prompt_bytes, int64_t max_tokens,
+                                    gw_policy_cont_fn cont, void *ud);
 
 /** The client left: cont will not run; an admission that still arrives is released. */
 void gw_policy_cancel(gw_policy_ticket_t *t);

@@ -51,9 +51,10 @@ struct gw_reqctx {
     /* authentication (keys.c): NULL principal = master key, or no master key configured */
     struct gw_principal *principal;
     int is_admin;                            /* master key, or a key whose user is proxy_admin */
-    void (*auth_cont)(struct gw_reqctx *rc); /* set while parked on a key load */
+    void (*auth_cont)(struct gw_reqctx *rc); /* set while parked on a key or end-user load */
     h2o_linklist_t auth_link;                /* on the cache entry's waiters while parked */
     int auth_arg;                            /* the handler's own argument for its continuation */
+    const char *end_user;                    /* the request's `user` (endusers.h), pool; NULL: none */
 };
 
 /** Starts a request: context, request id header, live count. Never fails (pool allocation). */

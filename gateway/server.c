@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gateway/endusers.h"
 #include "gateway/handlers.h"
 #include "gateway/keys.h"
 #include "gateway/models.h"
@@ -165,6 +166,7 @@ static void *worker_main(void *arg)
     w->queue = h2o_multithread_create_queue(w->loop);
     h2o_multithread_register_receiver(w->queue, &w->ctl, on_ctl);
     w->keys = gw_keycache_create(w);
+    w->endusers = gw_eucache_create(w);
     w->lim = gw_limits_loop_attach(s->limits, w->loop);
     if (w->id == 0)
         gw_keys_start_poll(w);
@@ -187,6 +189,8 @@ static void *worker_main(void *arg)
     h2o_multithread_unregister_receiver(w->queue, &w->ctl);
     gw_keycache_destroy(w->keys);
     w->keys = NULL;
+    gw_eucache_destroy(w->endusers);
+    w->endusers = NULL;
     if (w->active == 0 && w->lim != NULL) {
         gw_limits_loop_detach(w->lim);
         w->lim = NULL;
