@@ -24,8 +24,8 @@ const TRANSLATIONS = [
 ];
 // Keys, limits and budget: the c64 request with a virtual key (budget, rpm, tpm, parallel limits)
 // instead of the master key, Tollgate only, run right after Tollgate's master-key c64 of the round.
-const KEYED = { kind: 'c64-key', reference: 'c64' };
-const ALL_KINDS = [...KINDS, KEYED.kind, ...TRANSLATIONS.map((x) => x.kind)];
+const KEYED = { kind: 'c64-key', reference: 'c64-priced' };
+const ALL_KINDS = [...KINDS, KEYED.reference, KEYED.kind, ...TRANSLATIONS.map((x) => x.kind)];
 const BARS = { cpuRatio: 2.0, addedP99Us: 150, idleRssBytes: 20e6, keyCpuRatio: 1.3 };
 
 const median = (xs) => {

@@ -227,41 +227,41 @@ EOF
 
 cat >"$TMP/tollgate.yaml" <<EOF
 model_list:
-  - model_name: bench
+  # priced: every call is costed and its spend journaled and written to the store (c64-priced,
+  # c64-key); the others are unpriced like a model missing from the price table, so c64 measures
+  # the proxy path that nginx is compared with
+  - model_name: bench-priced
     litellm_params:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/v1
       api_key: bench-key
       input_cost_per_token: 0.0000025
       output_cost_per_token: 0.00001
+  - model_name: bench
+    litellm_params:
+      model: openai/bench-model
+      api_base: http://127.0.0.1:$UP/v1
+      api_key: bench-key
   - model_name: bench-stream
     litellm_params:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/stream/v1
       api_key: bench-key
-      input_cost_per_token: 0.0000025
-      output_cost_per_token: 0.00001
   - model_name: bench-slow
     litellm_params:
       model: openai/bench-model
       api_base: http://127.0.0.1:$UP/slow/v1
       api_key: bench-key
-      input_cost_per_token: 0.0000025
-      output_cost_per_token: 0.00001
   - model_name: bench-anthropic
     litellm_params:
       model: anthropic/claude-3-5-haiku-20241022
       api_base: http://127.0.0.1:$UP/anthropic
       api_key: bench-key
-      input_cost_per_token: 0.0000025
-      output_cost_per_token: 0.00001
   - model_name: bench-anthropic-stream
     litellm_params:
       model: anthropic/claude-3-5-haiku-20241022
       api_base: http://127.0.0.1:$UP/anthropic-stream
       api_key: bench-key
-      input_cost_per_token: 0.0000025
-      output_cost_per_token: 0.00001
 general_settings:
   master_key: sk-bench
 tollgate_settings:
@@ -373,6 +373,7 @@ url_of() { # target kind
 }
 # The translation workloads send the passthrough request bodies with only the model changed.
 sed 's/^{"model":"bench",/{"model":"bench-anthropic",/' "$HERE/request.json" >"$TMP/request-translate.json"
+sed 's/^{"model":"bench",/{"model":"bench-priced",/' "$HERE/request.json" >"$TMP/request-priced.json"
 sed 's/^{"model":"bench-stream",/{"model":"bench-anthropic-stream",/' "$HERE/request-stream.json" \
   >"$TMP/request-translate-stream.json"
 if ! grep -q '^{"model":"bench-anthropic",' "$TMP/request-translate.json" ||
@@ -382,6 +383,7 @@ fi
 body_of() {
   case $1 in
     translate) echo "$TMP/request-translate.json" ;;
+    c64-priced | c64-key) echo "$TMP/request-priced.json" ;;
     translate-stream) echo "$TMP/request-translate-stream.json" ;;
     stream*) echo "$HERE/request-stream.json" ;;
     *) echo "$HERE/request.json" ;;
@@ -389,9 +391,9 @@ body_of() {
 }
 # Workloads and the targets they run against: only Tollgate translates and knows virtual keys, so
 # the translate kinds and c64-key run against it alone.
-KINDS="c1 c64 c64-key translate stream64 translate-stream"
+KINDS="c1 c64 c64-priced c64-key translate stream64 translate-stream"
 targets_of() { # kind
-  if [[ $1 == translate* || $1 == c64-key ]]; then
+  if [[ $1 == translate* || $1 == c64-key || $1 == c64-priced ]]; then
     if has_target tollgate; then echo tollgate; fi
   else
     echo "$TARGETS"
@@ -528,7 +530,7 @@ run_wrk() { # target kind round seconds
   local t=$1 kind=$2 round=$3 secs=$4 threads conns
   case $kind in
     c1) threads=1 conns=1 ;;
-    c64 | c64-key | stream64 | translate | translate-stream) threads=2 conns=64 ;;
+    c64 | c64-priced | c64-key | stream64 | translate | translate-stream) threads=2 conns=64 ;;
   esac
   local key=sk-bench
   [[ $kind == c64-key ]] && key=$VKEY
