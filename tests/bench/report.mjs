@@ -64,7 +64,7 @@ const get = (t, k, round) => runs.find((r) => r.target === t && r.kind === k && 
 const summary = {};
 for (const t of targets) {
   summary[t] = {};
-  for (const k of KINDS) {
+  for (const k of [...KINDS, KEYED.reference]) { /* the key bar's master-key reference too */
     const rs = runs.filter((r) => r.target === t && r.kind === k);
     if (!rs.length) continue;
     const s = { rounds: rs.length, errors: rs.reduce((a, r) => a + r.errors, 0) };
