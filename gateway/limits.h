@@ -211,6 +211,16 @@ typedef struct gw_limits_period {
     int rolled;           /* 1: this admission rolled the period over (persist reset_at_ms, spend 0) */
 } gw_limits_period_t;
 
+/**
+ * The end of the budget period that contains now_ms, for a period that ended (or ends) at end_ms
+ * and repeats every dur_ms: end_ms while now_ms < end_ms, else end_ms + k × dur_ms with k the
+ * number of whole durations since end_ms plus one (saturating at INT64_MAX). The one rule for a
+ * period's next end: the engine (both backends; the Redis script computes the same), the store's
+ * reset job (budgets.h) and therefore budget_reset_at all use it, so they agree on the instant.
+ * dur_ms <= 0: end_ms. Pure; any thread.
+ */
+int64_t gw_limits_period_next(int64_t end_ms, int64_t now_ms, int64_t dur_ms);
+
 typedef struct gw_limits_result {
     gw_limits_verdict_t verdict;
     /* REFUSED: which scope and limit; remaining = what is left (may be less than the ask). */
