@@ -5,11 +5,13 @@
  * period, expired keys and rows without a duration are left alone; a budget's reset zeroes the
  * end users, team memberships and organizations that reference it (not keys); every reset notes
  * one change; a second run resets nothing (compare-and-set), also when the stored reset time has
- * finer digits than milliseconds; an unreadable duration clears the reset time.
+ * finer digits than milliseconds; an unreadable duration clears the reset time. PostgreSQL: two
+ * stores (two instances) that both read a row as due before either writes it reset it once.
  */
 #include <criterion/criterion.h>
 #include <ftw.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,4 +385,66 @@ Test(budgets_reset, batch_reports_more)
     cr_expect_eq(st.users, 7);
     cr_expect_not(st.more);
     env_close(&e, s);
+}
+
+/* Two instances run the job at the same moment: both read the key as due (a third connection
+ * holds the row's lock until both are waiting on it), then both try to reset it. The
+ * compare-and-set lets exactly one through. */
+typedef struct racer {
+    gw_store_t *s;
+    gw_budgets_reset_stats_t st;
+    int status;
+} racer_t;
+
+static void *race_thread(void *p)
+{
+    racer_t *r = p;
+    reset_job_t j = {.now = T0};
+    char err[512] = "";
+    r->status = gw_store_run(r->s, run_reset, &j, err, sizeof(err));
+    r->st = j.st;
+    return NULL;
+}
+
+Test(budgets_reset, postgres_two_instances_reset_once)
+{
+    env_t e;
+    gw_store_t *s1 = env_open(&e, GW_STORE_POSTGRES);
+    char err[512] = "";
+    gw_store_t *s2 = gw_store_open_url(e.url, NULL, err, sizeof(err));
+    cr_assert_not_null(s2, "%s", err);
+    char due[GW_STORE_TIME_LEN];
+    iso(T0 - SEC, due);
+    gw_store_param_t k[] = {GW_P_TEXT(TOK("a")), GW_P_TEXT(due)};
+    exec_sql(s1,
+             "INSERT INTO keys (token, spend, budget_duration, budget_reset_at) VALUES ($1, 700, '2s', $2)",
+             k, 2);
+
+    PGconn *lock = PQconnectdb(e.url);
+    cr_assert_eq(PQstatus(lock), CONNECTION_OK, "%s", PQerrorMessage(lock));
+    PQclear(PQexec(lock, "BEGIN"));
+    PGresult *lr = PQexec(lock, "UPDATE keys SET spend = spend WHERE token = '" TOK("a") "'");
+    cr_assert_eq(PQresultStatus(lr), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(lr));
+    PQclear(lr);
+
+    racer_t r[2] = {{.s = s1}, {.s = s2}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, race_thread, &r[i]);
+    usleep(500 * 1000); /* both have read the row as due and wait for its lock */
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(r[0].status, GW_STORE_OK);
+    cr_assert_eq(r[1].status, GW_STORE_OK);
+    cr_expect_eq(r[0].st.keys + r[1].st.keys, 1, "resets: %lld + %lld", (long long)r[0].st.keys,
+                 (long long)r[1].st.keys);
+    cr_expect_eq(changes_of(s1, "key", TOK("a")), 1);
+    json_t *row = query1(s1, "SELECT spend, budget_reset_at FROM keys WHERE token = $1", TOK("a"));
+    cr_expect_eq(int_of(row, "spend"), 0);
+    cr_expect_eq(ms_of(row, "budget_reset_at"), T0 + SEC);
+    json_decref(row);
+    gw_store_close(s2);
+    env_close(&e, s1);
 }
