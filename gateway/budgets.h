@@ -38,6 +38,11 @@
  * window; the engine's own counters on a running instance are exact across the boundary (it keeps
  * the larger of its count and the store's for the same period).
  *
+ * Locks. On one instance the job and the spend writer never overlap (one store thread runs one
+ * job at a time). Across instances on PostgreSQL they may lock the same rows in different orders;
+ * the server then aborts one transaction as a deadlock (GW_STORE_BUSY): the spend writer retries
+ * its batch with backoff, and the job runs again a second later.
+ *
  * Threads. gw_budgets_reset_due runs on the store thread (inside a job); start/stop run on the
  * worker's loop. One worker per instance (worker 0, beside the changes poll) runs the job.
  */
