@@ -220,7 +220,8 @@ static void *worker_main(void *arg)
 
 static int open_listener(const char *host, int port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
+                    *res;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
     int gai = getaddrinfo(host, portstr, &hints, &res); /* start-up only, before any loop runs */
@@ -354,7 +355,8 @@ gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
     s->globalconf.http2.idle_timeout = cfg->server.idle_timeout_ms;
     s->globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg->server.max_streams_per_conn;
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("tollgate"));
-    h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     gw_handlers_register(s, host);
     return s;
 }

@@ -328,18 +328,19 @@ Test(limits_local, period_next_table)
     static const struct {
         int64_t end, now, dur, want;
     } cases[] = {
-        {10000, 9999, 2000, 10000},         /* not over yet: the same end */
-        {10000, 10000, 2000, 12000},        /* over at its end instant: one period on */
-        {10000, 11999, 2000, 12000},        /* k = 1 */
-        {10000, 12000, 2000, 14000},        /* k = 2: the end of the period that contains now */
+        {10000, 9999, 2000, 10000},  /* not over yet: the same end */
+        {10000, 10000, 2000, 12000}, /* over at its end instant: one period on */
+        {10000, 11999, 2000, 12000}, /* k = 1 */
+        {10000, 12000, 2000, 14000}, /* k = 2: the end of the period that contains now */
         {10000, 10000 + 7 * 2000 + 1, 2000, 10000 + 8 * 2000},
-        {0, 5, 1, 6},                       /* tiny period */
-        {10000, 20000, 0, 10000},           /* no duration: unchanged */
-        {10000, 20000, -5, 10000},          /* nonsense duration: unchanged */
+        {0, 5, 1, 6},                                    /* tiny period */
+        {10000, 20000, 0, 10000},                        /* no duration: unchanged */
+        {10000, 20000, -5, 10000},                       /* nonsense duration: unchanged */
         {INT64_MAX - 10, INT64_MAX - 1, 100, INT64_MAX}, /* saturates */
-        {0, INT64_MAX - 1, 3, INT64_MAX},   /* k × dur past INT64_MAX: saturates */
+        {0, INT64_MAX - 1, 3, INT64_MAX},                /* k × dur past INT64_MAX: saturates */
         /* a 30-day period (what "1mo" is for budgets) from a real instant */
-        {1700000000000LL, 1700000000000LL + 45LL * 86400000, 30LL * 86400000, 1700000000000LL + 60LL * 86400000},
+        {1700000000000LL, 1700000000000LL + 45LL * 86400000, 30LL * 86400000,
+         1700000000000LL + 60LL * 86400000},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         cr_assert_eq(gw_limits_period_next(cases[i].end, cases[i].now, cases[i].dur), cases[i].want,
