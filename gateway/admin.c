@@ -276,10 +276,11 @@ static int take_fields(admin_req_t *a, const field_t *f, size_t nf, colset_t *cs
             cs_add(cs, f[i].name, GW_P_JSON(v));
             break;
         case F_DURATION: {
-            gw_duration_t d;
+            /* the first period ends one budget period from now, with the length the limiter and
+             * the reset job use (months = 30 days: keys.h gw_duration_budget_ms) */
+            gw_duration_t d = {gw_duration_budget_ms(json_string_value(v)) / 1000, 0};
             const char *at;
-            if (!json_is_string(v) || gw_duration_parse(json_string_value(v), &d) != 0 ||
-                (at = time_after(a, cs, &d)) == NULL)
+            if (!json_is_string(v) || d.seconds <= 0 || (at = time_after(a, cs, &d)) == NULL)
                 return client_error(a, 400,
                                     "%s must be a duration like \"30s\", \"10m\", \"1h\", \"7d\" or \"1mo\"",
                                     f[i].name);

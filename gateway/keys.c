@@ -168,6 +168,15 @@ int gw_duration_add(int64_t unix_ms, const gw_duration_t *d, int64_t *out)
     return 0;
 }
 
+int64_t gw_duration_budget_ms(const char *text)
+{
+    gw_duration_t d;
+    if (text == NULL || text[0] == '\0' || gw_duration_parse(text, &d) != 0)
+        return 0;
+    /* parse bounds both parts (100 years, 1200 months): no overflow here */
+    return (d.seconds + (int64_t)d.months * 30 * 86400) * 1000;
+}
+
 /* ---- principals --------------------------------------------------------------------------- */
 
 #define LIMIT_COLS(p, src)                                                                                   \

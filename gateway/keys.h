@@ -84,6 +84,16 @@ int gw_duration_parse(const char *s, gw_duration_t *d);
  */
 int gw_duration_add(int64_t unix_ms, const gw_duration_t *d, int64_t *out);
 
+/**
+ * A budget period's length in milliseconds for budget_duration text: seconds as written, and
+ * calendar months counted as 30 days each ("1mo" = 30 d). Budget periods are fixed lengths so
+ * that the limiter (both backends, the Redis script included), the store's reset job and
+ * budget_reset_at at creation compute the same period ends (gw_limits_period_next); a key's
+ * expiry (`duration`) still moves by calendar months (gw_duration_add). Returns 0 when text is
+ * NULL, empty or not a duration (no periodic reset).
+ */
+int64_t gw_duration_budget_ms(const char *text);
+
 /* ---- principals --------------------------------------------------------------------------- */
 
 /** Limits and money of one level of the hierarchy. -1 means "none" for every limit. */

@@ -351,6 +351,16 @@ static size_t expire_locked(gw_limits_t *lim, int64_t now)
     return n;
 }
 
+int64_t gw_limits_period_next(int64_t end_ms, int64_t now_ms, int64_t dur_ms)
+{
+    if (dur_ms <= 0 || now_ms < end_ms)
+        return end_ms;
+    int64_t k = (now_ms - end_ms) / dur_ms + 1, step;
+    if (__builtin_mul_overflow(k, dur_ms, &step))
+        step = INT64_MAX;
+    return add_sat(end_ms, step);
+}
+
 /* The period a scope is in now, from the engine's entry and the caller's knowledge. */
 static void period_view(int64_t now, const gw_limits_scope_t *s, const scope_ent_t *e, gw_limits_seen_t *v)
 {
@@ -366,10 +376,7 @@ static void period_view(int64_t now, const gw_limits_scope_t *s, const scope_ent
         if (pend == 0)
             pend = add_sat(now, dur);
         if (now >= pend) {
-            int64_t k = (now - pend) / dur + 1, step;
-            if (__builtin_mul_overflow(k, dur, &step))
-                step = INT64_MAX;
-            pend = add_sat(pend, step);
+            pend = gw_limits_period_next(pend, now, dur);
             sp = 0;
         }
         v->rolled = pend != s->budget_reset_at_ms;

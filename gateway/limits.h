@@ -29,9 +29,11 @@
  *          max(its own, the caller's) so a value from the database (other instances, a restart)
  *          is never ignored and spend the engine settled before the database saw it is never
  *          forgotten. With a budget_duration the period rolls over when its end passes: spend
- *          restarts at 0 and the new period end is reported (gw_limits_period_t) so the store can
- *          persist budget_reset_at. Overspend is bounded by the estimate error of the requests in
- *          flight (a request that costs more than its estimate is still booked in full).
+ *          restarts at 0 and the new period end is reported (gw_limits_period_t). The engine never
+ *          writes the store: the store's reset job (budgets.h) persists the same period end
+ *          (gw_limits_period_next) and spend 0 within about a second of it. Overspend is bounded
+ *          by the estimate error of the requests in flight (a request that costs more than its
+ *          estimate is still booked in full).
  * A limit of GW_LIMITS_NONE (-1) means "no limit"; 0 means "nothing allowed". Checks run scope by
  * scope in the order given, and within a scope: max_parallel, rpm, tpm, budget; the first that
  * fails is reported.
@@ -208,8 +210,20 @@ typedef struct gw_limits_req {
 typedef struct gw_limits_period {
     int64_t reset_at_ms;  /* end of the current period (0: no duration) */
     int64_t spend_micros; /* settled spend in this period, as the engine counts it */
-    int rolled;           /* 1: this admission rolled the period over (persist reset_at_ms, spend 0) */
+    int rolled;           /* 1: the caller's budget_reset_at is not this period's end (the period
+                           * rolled since the caller's copy was read); the store's reset job
+                           * persists it (budgets.h), the caller need not */
 } gw_limits_period_t;
+
+/**
+ * The end of the budget period that contains now_ms, for a period that ended (or ends) at end_ms
+ * and repeats every dur_ms: end_ms while now_ms < end_ms, else end_ms + k × dur_ms with k the
+ * number of whole durations since end_ms plus one (saturating at INT64_MAX). The one rule for a
+ * period's next end: the engine (both backends; the Redis script computes the same), the store's
+ * reset job (budgets.h) and therefore budget_reset_at all use it, so they agree on the instant.
+ * dur_ms <= 0: end_ms. Pure; any thread.
+ */
+int64_t gw_limits_period_next(int64_t end_ms, int64_t now_ms, int64_t dur_ms);
 
 typedef struct gw_limits_result {
     gw_limits_verdict_t verdict;

@@ -25,15 +25,6 @@ static int64_t limit_or_none(int64_t v)
     return v < 0 ? GW_LIMITS_NONE : v;
 }
 
-/* budget_duration text → milliseconds for the limiter; calendar months count as 30 days there */
-static int64_t duration_ms(const char *text)
-{
-    gw_duration_t d;
-    if (text == NULL || text[0] == '\0' || gw_duration_parse(text, &d) != 0)
-        return 0;
-    return (d.seconds + (int64_t)d.months * 30 * 86400) * 1000;
-}
-
 static void add_scope(gw_limits_scope_t *s, size_t *n, gw_limits_kind_t kind, const char *id,
                       const gw_level_limits_t *l)
 {
@@ -45,7 +36,7 @@ static void add_scope(gw_limits_scope_t *s, size_t *n, gw_limits_kind_t kind, co
     x->max_parallel = limit_or_none(l->max_parallel);
     x->max_budget_micros = limit_or_none(l->max_budget);
     x->spend_micros = l->spend > 0 ? l->spend : 0;
-    x->budget_duration_ms = duration_ms(l->budget_duration);
+    x->budget_duration_ms = gw_duration_budget_ms(l->budget_duration);
     x->budget_reset_at_ms = l->budget_reset_at_ms > 0 ? l->budget_reset_at_ms : 0;
 }
 
@@ -61,8 +52,9 @@ static void on_admit(void *ud, const gw_limits_result_t *res)
     free(t);
 }
 
-gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_level_limits_t *end_user, const gw_price_t *price,
-                                    size_t est_prompt_bytes, int64_t max_tokens, gw_policy_cont_fn cont, void *ud)
+gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_level_limits_t *end_user,
+                                    const gw_price_t *price, size_t est_prompt_bytes, int64_t max_tokens,
+                                    gw_policy_cont_fn cont, void *ud)
 {
     const gw_principal_t *p = rc->principal;
     gw_limits_scope_t scopes[5];
@@ -79,14 +71,16 @@ gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_level_limits_t *en
     if (p != NULL && p->org_id != NULL)
         add_scope(scopes, &n, GW_SCOPE_ORG, p->org_id, &p->org);
     uint64_t est = 0;
-    if (price != NULL && gw_pricing_estimate_micros(price, est_prompt_bytes, max_tokens, 1024, &est) != GW_PRICING_OK)
+    if (price != NULL &&
+        gw_pricing_estimate_micros(price, est_prompt_bytes, max_tokens, 1024, &est) != GW_PRICING_OK)
         est = UINT64_MAX / 4; /* an estimate that overflows is refused by any budget */
     gw_limits_req_t req = {.request_id = rc->uid,
                            .scopes = scopes,
                            .n_scopes = n,
                            /* tpm reserves the prompt and the asked-for completion; without
                             * max_tokens only the prompt (settled with the real count after) */
-                           .est_tokens = (int64_t)((est_prompt_bytes + 3) / 4) + (max_tokens > 0 ? max_tokens : 0),
+                           .est_tokens =
+                               (int64_t)((est_prompt_bytes + 3) / 4) + (max_tokens > 0 ? max_tokens : 0),
                            .est_micros = (int64_t)(est > INT64_MAX ? INT64_MAX : est)};
     gw_policy_ticket_t *t = calloc(1, sizeof(*t));
     if (t == NULL) {
@@ -129,12 +123,14 @@ void gw_policy_headers(gw_reqctx_t *rc, const gw_limits_result_t *res)
 {
     if (res->limit_requests >= 0) {
         add_num_header(rc, "x-ratelimit-limit-requests", res->limit_requests);
-        add_num_header(rc, "x-ratelimit-remaining-requests", res->remaining_requests > 0 ? res->remaining_requests : 0);
+        add_num_header(rc, "x-ratelimit-remaining-requests",
+                       res->remaining_requests > 0 ? res->remaining_requests : 0);
         add_num_header(rc, "x-ratelimit-reset-requests", seconds_until(res->reset_requests_ms));
     }
     if (res->limit_tokens >= 0) {
         add_num_header(rc, "x-ratelimit-limit-tokens", res->limit_tokens);
-        add_num_header(rc, "x-ratelimit-remaining-tokens", res->remaining_tokens > 0 ? res->remaining_tokens : 0);
+        add_num_header(rc, "x-ratelimit-remaining-tokens",
+                       res->remaining_tokens > 0 ? res->remaining_tokens : 0);
         add_num_header(rc, "x-ratelimit-reset-tokens", seconds_until(res->reset_tokens_ms));
     }
     if (res->verdict == GW_LIMITS_REFUSED && res->retry_after_s > 0)
@@ -144,8 +140,8 @@ void gw_policy_headers(gw_reqctx_t *rc, const gw_limits_result_t *res)
 void gw_policy_refuse(gw_reqctx_t *rc, const gw_limits_result_t *res)
 {
     if (res->verdict == GW_LIMITS_UNAVAILABLE) {
-        gw_request_error(rc, GW_ERR_UNAVAILABLE, "rate limits cannot be checked right now (limiter unavailable)",
-                         NULL);
+        gw_request_error(rc, GW_ERR_UNAVAILABLE,
+                         "rate limits cannot be checked right now (limiter unavailable)", NULL);
         return;
     }
     if (res->verdict != GW_LIMITS_REFUSED) {
@@ -161,8 +157,8 @@ void gw_policy_refuse(gw_reqctx_t *rc, const gw_limits_result_t *res)
                  (long long)(res->limit % 1000000));
     else
         snprintf(msg, sizeof(msg), "Rate limit exceeded for %s '%s': %s %lld, remaining %lld",
-                 gw_limits_kind_name(res->kind), res->id, gw_limits_which_name(res->which), (long long)res->limit,
-                 (long long)(res->remaining > 0 ? res->remaining : 0));
+                 gw_limits_kind_name(res->kind), res->id, gw_limits_which_name(res->which),
+                 (long long)res->limit, (long long)(res->remaining > 0 ? res->remaining : 0));
     rc->error = budget ? "budget_exceeded" : "rate_limit_exceeded";
     gw_request_error(rc, budget ? GW_ERR_BUDGET : GW_ERR_RATE_LIMIT, msg, NULL);
 }
@@ -219,6 +215,8 @@ void gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const c
     };
     int r = gw_spend_record(sp, &rec);
     if (r != GW_SPEND_OK)
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"spend journal write failed\",\"request_id\":\"%s\",\"rc\":%d}\n",
-                rc->rid, r);
+        fprintf(
+            stderr,
+            "{\"level\":\"error\",\"msg\":\"spend journal write failed\",\"request_id\":\"%s\",\"rc\":%d}\n",
+            rc->rid, r);
 }

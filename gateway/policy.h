@@ -10,6 +10,13 @@
  * key included, as LiteLLM does. Calls run on the worker's loop; the admission answer may come
  * later (Redis), so the caller gets a ticket it cancels if the client leaves first — a late
  * answer then releases its own reservation.
+ *
+ * Budget periods. When an admission reports a period as rolled (gw_limits_period_t.rolled),
+ * policy does nothing with it: the limiter already counts the new period from 0, and the store's
+ * reset job (budgets.h) writes spend 0 and the same next budget_reset_at within about a second,
+ * then notes a change so every cache reloads. Doing it from the request path too would add a
+ * store write per rolled scope and per worker (each holds its own stale copy until the reload)
+ * for no gain in what is admitted.
  */
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
@@ -32,9 +39,9 @@ typedef void (*gw_policy_cont_fn)(void *ud, const gw_limits_result_t *res);
 /**
  * Asks the limiter to admit rc's call: the scopes of rc->principal (none for the master key) and,
  * when end_user is not NULL, rc->end_user's scope with those limits. est_prompt_bytes is the
- * OpenAI body size, max_tokens the request's (-1 absent), price may be NULL (unpriced: budgets see 0). Returns a ticket, or NULL
- * when cont already ran (the local backend answers at once) — in both cases cont runs exactly
- * once unless the ticket is cancelled first.
+ * OpenAI body size, max_tokens the request's (-1 absent), price may be NULL (unpriced: budgets
+ * see 0). Returns a ticket, or NULL when cont already ran (the local backend answers at once) — in
+ * both cases cont runs exactly once unless the ticket is cancelled first.
  */
 gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const struct gw_level_limits *end_user,
                                     const struct gw_price *price, size_t est_prompt_bytes, int64_t max_tokens,

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gateway/budgets.h"
 #include "gateway/endusers.h"
 #include "gateway/handlers.h"
 #include "gateway/keys.h"
@@ -125,6 +126,7 @@ static void start_drain(gw_worker_t *w)
         return;
     w->draining = 1;
     gw_keys_stop_poll(w);
+    gw_budgets_stop_reset(w);
     h2o_context_request_shutdown(&w->ctx); /* HTTP/1.1: close after the current response; h2: GOAWAY */
     if (w->listener != NULL) {
         h2o_socket_read_stop(w->listener);
@@ -168,8 +170,10 @@ static void *worker_main(void *arg)
     w->keys = gw_keycache_create(w);
     w->endusers = gw_eucache_create(w);
     w->lim = gw_limits_loop_attach(s->limits, w->loop);
-    if (w->id == 0)
+    if (w->id == 0) {
         gw_keys_start_poll(w);
+        gw_budgets_start_reset(w);
+    }
     w->listener = h2o_evloop_socket_create(w->loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     w->listener->data = w;
     h2o_socket_read_start(w->listener, on_accept);
@@ -187,6 +191,7 @@ static void *worker_main(void *arg)
     if (h2o_timeout_is_linked(drain_entry(w)))
         h2o_timeout_unlink(drain_entry(w));
     h2o_multithread_unregister_receiver(w->queue, &w->ctl);
+    gw_budgets_stop_reset(w);
     gw_keycache_destroy(w->keys);
     w->keys = NULL;
     gw_eucache_destroy(w->endusers);
@@ -215,7 +220,8 @@ static void *worker_main(void *arg)
 
 static int open_listener(const char *host, int port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE},
+                    *res;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
     int gai = getaddrinfo(host, portstr, &hints, &res); /* start-up only, before any loop runs */
@@ -349,7 +355,8 @@ gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
     s->globalconf.http2.idle_timeout = cfg->server.idle_timeout_ms;
     s->globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg->server.max_streams_per_conn;
     s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("tollgate"));
-    h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     gw_handlers_register(s, host);
     return s;
 }

@@ -40,27 +40,29 @@ typedef struct gw_worker {
     struct gw_upstream *up;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t ctl;
-    uint64_t active;   /* requests in flight on this worker */
-    int draining;      /* stopped accepting; exit when active reaches 0 */
+    uint64_t active; /* requests in flight on this worker */
+    int draining;    /* stopped accepting; exit when active reaches 0 */
     uint64_t drain_deadline;
     h2o_timeout_entry_t drain_timer;
-    uint64_t rng[2];   /* xorshift128+ for request ids and routing */
+    uint64_t rng[2]; /* xorshift128+ for request ids and routing */
     uint64_t seq;
     h2o_timeout_t *timeouts[16]; /* lazily created fixed-duration lists, see gw_worker_timeout */
     uint64_t timeout_ms[16];
     size_t n_timeouts;
-    ad_buf_t logbuf;      /* request log lines, written once per loop iteration */
-    time_t log_sec;       /* the second log_sec_text shows */
+    ad_buf_t logbuf; /* request log lines, written once per loop iteration */
+    time_t log_sec;  /* the second log_sec_text shows */
     char log_sec_text[32];
     /* virtual keys (keys.c): the cache, store completions, invalidations, the changes poll */
     struct gw_keycache *keys;
-    struct gw_eucache *endusers; /* end users' limits (endusers.c) */
+    struct gw_eucache *endusers;         /* end users' limits (endusers.c) */
     h2o_multithread_receiver_t store_rx; /* completions of this worker's store jobs */
     struct gw_limits_loop *lim;          /* this loop's handle on the limiter */
     h2o_multithread_receiver_t keys_rx;  /* cache invalidation broadcasts */
     uint64_t store_jobs;                 /* store jobs in flight: the worker waits for them */
     h2o_timeout_entry_t poll_timer;      /* worker 0: polls the changes table */
     int poll_inflight;
+    h2o_timeout_entry_t reset_timer; /* worker 0: the budget reset job (budgets.h) */
+    int reset_inflight;
 } gw_worker_t;
 
 struct gw_server {
@@ -74,13 +76,13 @@ struct gw_server {
     unsigned n_workers;
     int port;
     time_t started_at;
-    volatile int draining; /* set once SIGTERM arrived; read by readiness */
+    volatile int draining;             /* set once SIGTERM arrived; read by readiness */
     unsigned char master_key_hash[32]; /* SHA-256 of the master key, compared in constant time */
-    char *models_json;     /* prebuilt GET /v1/models body */
+    char *models_json;                 /* prebuilt GET /v1/models body */
     size_t models_json_len;
-    struct gw_store *store;     /* the database (store.h); opened and migrated at start-up */
-    int64_t changes_seq;        /* largest changes.seq seen (worker 0's poll) */
-    volatile int db_status;     /* last store status seen by the poll: 0 ok, < 0 gw_store_status_t */
+    struct gw_store *store; /* the database (store.h); opened and migrated at start-up */
+    int64_t changes_seq;    /* largest changes.seq seen (worker 0's poll) */
+    volatile int db_status; /* last store status seen by the poll: 0 ok, < 0 gw_store_status_t */
 };
 
 static inline gw_worker_t *gw_worker_of(h2o_req_t *req)

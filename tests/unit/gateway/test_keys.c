@@ -126,6 +126,32 @@ Test(keys, duration_add_calendar)
     cr_assert_eq(gw_duration_add(0, &huge, &out), -1, "overflow is refused");
 }
 
+Test(keys, duration_budget_ms)
+{
+    /* a budget period's length: fixed milliseconds, months counted as 30 days (keys.h) */
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } cases[] = {
+        {"2s", 2000},
+        {"10m", 600000},
+        {"1h", 3600000},
+        {"1d", 86400000},
+        {"1w", 7 * 86400000LL},
+        {"1mo", 30 * 86400000LL},
+        {"3mo", 90 * 86400000LL},
+        {"1200mo", 36000LL * 86400000},
+        {"36600d", 36600LL * 86400000},
+        {"", 0},
+        {"0s", 0},
+        {"1x", 0},
+        {"1201mo", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_eq(gw_duration_budget_ms(cases[i].s), cases[i].ms, "%s", cases[i].s);
+    cr_assert_eq(gw_duration_budget_ms(NULL), 0);
+}
+
 static json_t *row(const char *models, const char *team_models)
 {
     json_t *r =

@@ -322,6 +322,62 @@ Test(limits_local, budget_period_rolls_over_with_the_clock)
     gw_limits_destroy(lim);
 }
 
+Test(limits_local, period_next_table)
+{
+    /* the one rule for a period's next end (limits.h), shared with the store's reset job */
+    static const struct {
+        int64_t end, now, dur, want;
+    } cases[] = {
+        {10000, 9999, 2000, 10000},  /* not over yet: the same end */
+        {10000, 10000, 2000, 12000}, /* over at its end instant: one period on */
+        {10000, 11999, 2000, 12000}, /* k = 1 */
+        {10000, 12000, 2000, 14000}, /* k = 2: the end of the period that contains now */
+        {10000, 10000 + 7 * 2000 + 1, 2000, 10000 + 8 * 2000},
+        {0, 5, 1, 6},                                    /* tiny period */
+        {10000, 20000, 0, 10000},                        /* no duration: unchanged */
+        {10000, 20000, -5, 10000},                       /* nonsense duration: unchanged */
+        {INT64_MAX - 10, INT64_MAX - 1, 100, INT64_MAX}, /* saturates */
+        {0, INT64_MAX - 1, 3, INT64_MAX},                /* k × dur past INT64_MAX: saturates */
+        /* a 30-day period (what "1mo" is for budgets) from a real instant */
+        {1700000000000LL, 1700000000000LL + 45LL * 86400000, 30LL * 86400000,
+         1700000000000LL + 60LL * 86400000},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_eq(gw_limits_period_next(cases[i].end, cases[i].now, cases[i].dur), cases[i].want,
+                     "row %zu: got %lld", i,
+                     (long long)gw_limits_period_next(cases[i].end, cases[i].now, cases[i].dur));
+}
+
+Test(limits_local, engine_rolls_to_the_period_next_instant)
+{
+    /* whatever the engine reports as the new period end is what the reset job writes */
+    static const int64_t durs[] = {1000, 2000, 60000, 3600000, 30LL * 86400000};
+    static const int64_t lags[] = {0, 1, 999, 1000, 1999, 2001, 7 * 3600000 + 5};
+    gw_limits_t *lim = local_new(0);
+    int n = 0;
+    for (size_t d = 0; d < sizeof(durs) / sizeof(durs[0]); d++) {
+        for (size_t l = 0; l < sizeof(lags) / sizeof(lags[0]); l++) {
+            char id[32], rid[32];
+            snprintf(id, sizeof(id), "k%zu-%zu", d, l);
+            snprintf(rid, sizeof(rid), "r%d", n++);
+            gw_limits_scope_t sc = scope(GW_SCOPE_KEY, id);
+            sc.max_budget_micros = 1000;
+            sc.budget_duration_ms = durs[d];
+            sc.budget_reset_at_ms = T0;
+            sc.spend_micros = 900;
+            set_now(T0 + lags[l]);
+            gw_limits_result_t res;
+            cr_assert_eq(admit1(lim, rid, &sc, 1, 0, 100, &res), GW_LIMITS_ADMITTED);
+            cr_expect_eq(res.periods[0].reset_at_ms, gw_limits_period_next(T0, T0 + lags[l], durs[d]),
+                         "dur %lld lag %lld", (long long)durs[d], (long long)lags[l]);
+            cr_expect_eq(res.periods[0].spend_micros, 0);
+            cr_expect(res.periods[0].rolled);
+            cr_assert(gw_limits_local_release(lim, rid));
+        }
+    }
+    gw_limits_destroy(lim);
+}
+
 Test(limits_local, settlement_after_period_end_books_in_the_new_period)
 {
     gw_limits_t *lim = local_new(0);
