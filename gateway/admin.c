@@ -425,11 +425,41 @@ static json_t *fetch_all(gw_store_conn_t *c, const char *table, const char *idco
 
 /* ---- keys ---------------------------------------------------------------------------------- */
 
+#define MAX_CUSTOM_KEY 256
+
+/*
+ * The key to store: the one the request names (LiteLLM lets /key/generate set `key` and
+ * /key/regenerate `new_key` themselves) or a new random one written to gen. CLIENT_ERROR for a
+ * key LiteLLM would refuse (not "sk-…"), or one that is the master key.
+ */
+static int pick_key(gw_store_conn_t *c, admin_req_t *a, const char *given, char gen[GW_KEY_LEN + 1],
+                    const char **key)
+{
+    if (given == NULL) {
+        if (gw_key_generate(gen) != 0)
+            return gw_store_fail(c, GW_STORE_ERROR, "no entropy for a new key");
+        *key = gen;
+        return GW_STORE_OK;
+    }
+    size_t n = strlen(given);
+    if (n < 8 || n > MAX_CUSTOM_KEY || strncmp(given, "sk-", 3) != 0)
+        return client_error(
+            a, 400, "Invalid key format. LiteLLM Virtual Key must start with 'sk-' (8 to %d characters).",
+            MAX_CUSTOM_KEY);
+    const char *master = a->w->server->cfg->master_key;
+    if (master != NULL && strcmp(master, given) == 0)
+        return client_error(a, 400, "Invalid key format. A virtual key cannot be the master key.");
+    *key = given;
+    return GW_STORE_OK;
+}
+
 static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, json_t **out)
 {
-    char key[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
-    if (gw_key_generate(key) != 0)
-        return gw_store_fail(c, GW_STORE_ERROR, "no entropy for a new key");
+    char gen[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
+    const char *key;
+    int picked = pick_key(c, a, user_id == NULL ? in_str(a, "key") : NULL, gen, &key);
+    if (picked != GW_STORE_OK)
+        return picked;
     gw_key_hash_hex(key, strlen(key), token);
     gw_key_display_name(key, name, sizeof(name));
     colset_t cs;
@@ -452,7 +482,7 @@ static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, j
     }
     cs_free(&cs);
     if (st == GW_STORE_CONSTRAINT)
-        return client_error(a, 400, "a key with this key_alias already exists");
+        return client_error(a, 400, "a key with this key_alias (or this key) already exists");
     if (st != GW_STORE_OK || (st = note(c, a, "key", token)) != GW_STORE_OK)
         return st;
     json_t *row = fetch_one(c, "keys", "token", token, &st);
@@ -624,12 +654,13 @@ static int op_key_delete(gw_store_conn_t *c, admin_req_t *a)
 
 static int op_key_regenerate(gw_store_conn_t *c, admin_req_t *a)
 {
-    char old[GW_KEY_HASH_LEN + 1], key[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
+    char old[GW_KEY_HASH_LEN + 1], gen[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
+    const char *key;
     int st = named_token(a, old);
+    if (st == GW_STORE_OK)
+        st = pick_key(c, a, in_str(a, "new_key"), gen, &key);
     if (st != GW_STORE_OK)
         return st;
-    if (gw_key_generate(key) != 0)
-        return gw_store_fail(c, GW_STORE_ERROR, "no entropy for a new key");
     gw_key_hash_hex(key, strlen(key), token);
     gw_key_display_name(key, name, sizeof(name));
     colset_t cs;
@@ -855,6 +886,8 @@ static int delete_entities(gw_store_conn_t *c, admin_req_t *a, const entity_t *e
     return GW_STORE_OK;
 }
 
+static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out);
+
 static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
 {
     char id[128];
@@ -863,6 +896,21 @@ static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
     if (st != GW_STORE_OK)
         return st;
     a->out = row;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(a->in, "teams"), i, t)
+    { /* LiteLLM adds the new user to each team that exists, as a member with role "user" */
+        json_t *team = NULL, *m = json_pack("{s:s, s:s}", "user_id", id, "role", "user");
+        json_t *exists =
+            json_is_string(t) ? fetch_one(c, "teams", "team_id", json_string_value(t), &st) : NULL;
+        if (exists != NULL)
+            st = team_add(c, a, json_string_value(t), m, &team);
+        json_decref(exists);
+        json_decref(team);
+        json_decref(m);
+        if (st != GW_STORE_OK)
+            return st;
+    }
     if (in_bool(a, "auto_create_key", 1)) { /* LiteLLM's default: the new user gets a key */
         if ((st = create_key(c, a, id, &key)) != GW_STORE_OK)
             return st;
@@ -872,6 +920,25 @@ static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
         json_decref(key);
     }
     return GW_STORE_OK;
+}
+
+#define MAX_ADMIN_VIEW_ROWS 10000
+
+static int user_info_all(gw_store_conn_t *c, admin_req_t *a)
+{
+    json_t *keys = NULL, *teams = NULL;
+    gw_store_param_t p[] = {GW_P_INT(MAX_ADMIN_VIEW_ROWS)};
+    int st =
+        gw_store_query(c, "SELECT * FROM keys ORDER BY created_at DESC, token DESC LIMIT $1", p, 1, &keys);
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c, "SELECT * FROM teams ORDER BY created_at, team_id LIMIT $1", p, 1, &teams);
+    size_t i;
+    json_t *r;
+    json_array_foreach(keys, i, r) api_row(r);
+    json_array_foreach(teams, i, r) api_row(r);
+    a->out = json_pack("{s:n, s:n, s:o, s:o}", "user_id", "user_info", "keys", keys ? keys : json_array(),
+                       "teams", teams ? teams : json_array());
+    return st;
 }
 
 /* GET /user/info?user_id=… — a non-admin key sees its own user (the default without user_id). */
@@ -887,8 +954,8 @@ static int op_user_info(gw_store_conn_t *c, admin_req_t *a)
             a, 403,
             "You are not authorized to access this endpoint. No 'user_id' is associated with your "
             "API key.");
-    if (id == NULL)
-        return client_error(a, 400, "user_id is required");
+    if (id == NULL) /* an admin without user_id: every key and team (LiteLLM's admin view) */
+        return user_info_all(c, a);
     int st;
     json_t *row = fetch_one(c, "users", "user_id", id, &st);
     if (row == NULL)
@@ -908,9 +975,33 @@ static int op_user_info(gw_store_conn_t *c, admin_req_t *a)
     return st;
 }
 
+/* LiteLLM answers updates as {"<id name>": id, "data": row}; the row's fields stay at the top
+ * level too, for clients that read them there. */
+static int answer_update(admin_req_t *a, int st)
+{
+    if (st == GW_STORE_OK)
+        json_object_set_new(a->out, "data", json_deep_copy(a->out));
+    return st;
+}
+
+/* POST /user/update: the user named by user_id, or (LiteLLM) by user_email when no user_id is given. */
 static int op_user_update(gw_store_conn_t *c, admin_req_t *a)
 {
-    return update_entity(c, a, &E_USER, &a->out);
+    const char *email = in_str(a, "user_email");
+    if (in_str(a, "user_id") == NULL && email != NULL) {
+        json_t *rows = NULL;
+        gw_store_param_t p[] = {GW_P_TEXT(email)};
+        int st = gw_store_query(c, "SELECT user_id FROM users WHERE user_email = $1", p, 1, &rows);
+        json_t *uid = json_object_get(json_array_get(rows, 0), "user_id");
+        if (st == GW_STORE_OK && !json_is_string(uid))
+            st = client_error(a, 404, "User with user_email %.100s not found", email);
+        if (st == GW_STORE_OK)
+            json_object_set(a->in, "user_id", uid);
+        json_decref(rows);
+        if (st != GW_STORE_OK)
+            return st;
+    }
+    return answer_update(a, update_entity(c, a, &E_USER, &a->out));
 }
 
 static int op_user_delete(gw_store_conn_t *c, admin_req_t *a)
@@ -969,7 +1060,7 @@ static int op_team_info(gw_store_conn_t *c, admin_req_t *a)
 
 static int op_team_update(gw_store_conn_t *c, admin_req_t *a)
 {
-    return update_entity(c, a, &E_TEAM, &a->out);
+    return answer_update(a, update_entity(c, a, &E_TEAM, &a->out));
 }
 
 static int op_team_delete(gw_store_conn_t *c, admin_req_t *a)
@@ -1011,7 +1102,10 @@ static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, j
         json_t *teams = json_object_get(user, "teams");
         if (!json_is_array(teams))
             json_object_set_new(user, "teams", teams = json_array());
-        json_array_append_new(teams, json_string(team_id));
+        int listed = 0;
+        json_array_foreach(teams, i, v) listed |= same(json_string_value(v), team_id);
+        if (!listed)
+            json_array_append_new(teams, json_string(team_id));
         gw_store_param_t q[] = {GW_P_JSON(teams), GW_P_TEXT(uid)};
         st = gw_store_exec(c, "UPDATE users SET teams = $1 WHERE user_id = $2", q, 2, NULL);
         json_array_append_new(updated, user);
@@ -1023,17 +1117,14 @@ static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, j
     return st;
 }
 
-static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
+/* Adds member (one {user_id, role} or a list of them) to team id; *out: the team row after it. */
+static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out)
 {
-    const char *id = in_str(a, "team_id");
-    json_t *member = json_object_get(a->in, "member");
-    if (id == NULL || member == NULL)
-        return client_error(a, 400, "team_id and member are required");
     int st;
     json_t *team = fetch_one(c, "teams", "team_id", id, &st);
     if (team == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Team %.100s not found", id);
-    a->out = team;
+    *out = team;
     json_t *members = json_object_get(team, "members_with_roles");
     if (!json_is_array(members))
         json_object_set_new(team, "members_with_roles", members = json_array());
@@ -1052,6 +1143,15 @@ static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
                             p, 3, NULL)) != GW_STORE_OK)
         return st;
     return note(c, a, "team", id);
+}
+
+static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
+{
+    const char *id = in_str(a, "team_id");
+    json_t *member = json_object_get(a->in, "member");
+    if (id == NULL || member == NULL)
+        return client_error(a, 400, "team_id and member are required");
+    return team_add(c, a, id, member, &a->out);
 }
 
 /* Customers and organizations keep their limits in a budgets row (LiteLLM's litellm_budget_table). */
@@ -1356,6 +1456,17 @@ static int op_org_info(gw_store_conn_t *c, admin_req_t *a)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Organization %.100s not found", id);
     a->out = row;
     json_object_set_new(row, "teams", fetch_all(c, "teams", "organization_id", id, &st));
+    json_t *members = NULL; /* LiteLLM's organization members: here the users whose organization it is */
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c,
+                            "SELECT user_id, organization_id, user_role, spend, created_at, updated_at "
+                            "FROM users WHERE organization_id = $1 ORDER BY created_at, user_id",
+                            p, 1, &members);
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) api_row(m);
+    json_object_set_new(row, "members", members != NULL ? members : json_array());
     return st != GW_STORE_OK ? st : attach_budget(c, a, &E_ORG, id, row, 0);
 }
 

@@ -370,6 +370,63 @@ for (const be of backends) {
       assert.equal((await post('/customer/block', { user_ids: ['x'] }, v.key)).status, 401);
     });
 
+    test('LiteLLM request fields and answer shapes: own keys, updates, teams on /user/new, org members', async () => {
+      // /key/generate may set the key itself; /key/regenerate may name the new one
+      const own = `sk-my-own-key-${be.name}-0001`;
+      const g = await ok('/key/generate', { key: own, models: ['mock'] });
+      assert.equal(g.key, own);
+      assert.equal(g.key_name, `sk-...${own.slice(-4)}`);
+      assert.equal((await call(chat(), own)).status, 200);
+      assert.equal((await post('/key/generate', { key: own })).status, 400, 'the same key twice');
+      assert.equal((await post('/key/generate', { key: 'pk-not-a-litellm-key' })).status, 400);
+      assert.equal((await post('/key/generate', { key: MASTER_KEY })).status, 400);
+      const own2 = `sk-my-own-key-${be.name}-0002`;
+      const re = await ok(`/key/${own}/regenerate`, { new_key: own2 });
+      assert.equal(re.key, own2);
+      assert.equal((await call(chat(), own)).status, 401);
+      assert.equal((await call(chat(), own2)).status, 200);
+
+      // updates answer {"<id>": id, "data": row} (the row's fields stay at the top level too)
+      const team = await ok('/team/new', { team_alias: `shape-${be.name}` });
+      const tu = await ok('/team/update', { team_id: team.team_id, max_budget: 9 });
+      assert.equal(tu.team_id, team.team_id);
+      assert.equal(tu.data.team_id, team.team_id);
+      assert.equal(tu.data.max_budget, 9);
+      const org = await ok('/organization/new', { organization_alias: `org-${be.name}` });
+      const u = await ok('/user/new', {
+        user_id: `shape-${be.name}`,
+        user_email: `shape-${be.name}@example.com`,
+        teams: [team.team_id, 'no-such-team'],
+        organization_id: org.organization_id,
+        auto_create_key: false,
+      });
+      assert.equal(u.user_id, `shape-${be.name}`);
+      const uu = await ok('/user/update', { user_email: `shape-${be.name}@example.com`, max_budget: 2 });
+      assert.equal(uu.user_id, `shape-${be.name}`);
+      assert.equal(uu.data.max_budget, 2);
+      assert.equal((await post('/user/update', { user_email: 'nobody@example.com', max_budget: 1 })).status, 404);
+
+      // /user/new with teams made the user a member of the team that exists
+      const ti = await get(`/team/info?team_id=${team.team_id}`);
+      assert.deepEqual(ti.json.team_info.members_with_roles, [{ role: 'user', user_id: `shape-${be.name}` }]);
+      assert.deepEqual(ti.json.team_memberships.map((m) => m.user_id), [`shape-${be.name}`]);
+      const ui = await get(`/user/info?user_id=shape-${be.name}`);
+      assert.deepEqual(ui.json.user_info.teams, [team.team_id, 'no-such-team']);
+      assert.deepEqual(ui.json.teams.map((t) => t.team_id), [team.team_id]);
+
+      // /organization/info lists its members
+      const oi = await get(`/organization/info?organization_id=${org.organization_id}`);
+      assert.equal(oi.status, 200, oi.text);
+      assert.deepEqual(oi.json.members.map((m) => m.user_id), [`shape-${be.name}`]);
+
+      // /user/info without user_id, for an admin: every key and team
+      const all = await get('/user/info');
+      assert.equal(all.status, 200, all.text);
+      assert.equal(all.json.user_id, null);
+      assert.ok(all.json.keys.some((k) => k.token === re.token_id));
+      assert.ok(all.json.teams.some((t) => t.team_id === team.team_id));
+    });
+
     test('no key or secret in the logs; clean exit', async () => {
       await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY]);
     });
