@@ -1004,9 +1004,100 @@ static int op_user_update(gw_store_conn_t *c, admin_req_t *a)
     return answer_update(a, update_entity(c, a, &E_USER, &a->out));
 }
 
+/* Deletes the keys whose column col ("user_id", "team_id") is id, noting each token. */
+static int delete_keys_of(gw_store_conn_t *c, admin_req_t *a, const char *col, const char *id)
+{
+    char sql[128];
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
+    snprintf(sql, sizeof(sql), "SELECT token FROM keys WHERE %s = $1", col);
+    int st = gw_store_query(c, sql, p, 1, &rows);
+    snprintf(sql, sizeof(sql), "DELETE FROM keys WHERE %s = $1", col);
+    if (st == GW_STORE_OK)
+        st = gw_store_exec(c, sql, p, 1, NULL);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        if (st == GW_STORE_OK)
+            st = note(c, a, "key", json_string_value(json_object_get(r, "token")));
+    }
+    json_decref(rows);
+    return st;
+}
+
+/*
+ * Ends every membership of user uid in team tid: the membership row, the user's `teams` entry
+ * and the team's members_with_roles entry (whichever exist).
+ */
+static int end_membership(gw_store_conn_t *c, admin_req_t *a, const char *uid, const char *tid)
+{
+    int st;
+    size_t i;
+    json_t *v, *kept = json_array();
+    json_t *user = fetch_one(c, "users", "user_id", uid, &st);
+    json_array_foreach(json_object_get(user, "teams"), i, v) if (!same(json_string_value(v), tid))
+        json_array_append(kept, v);
+    gw_store_param_t pu[] = {GW_P_JSON(kept), GW_P_TEXT(uid)};
+    if (user != NULL && st == GW_STORE_OK)
+        st = gw_store_exec(c, "UPDATE users SET teams = $1 WHERE user_id = $2", pu, 2, NULL);
+    json_decref(user);
+    json_array_clear(kept);
+    json_t *team = st == GW_STORE_OK ? fetch_one(c, "teams", "team_id", tid, &st) : NULL;
+    json_array_foreach(json_object_get(team, "members_with_roles"), i,
+                       v) if (!same(json_string_value(json_object_get(v, "user_id")), uid))
+        json_array_append(kept, v);
+    gw_store_param_t pt[] = {GW_P_JSON(kept), GW_P_TEXT(tid)};
+    if (team != NULL && st == GW_STORE_OK)
+        st = gw_store_exec(c, "UPDATE teams SET members_with_roles = $1 WHERE team_id = $2", pt, 2, NULL);
+    json_decref(team);
+    json_decref(kept);
+    char mid[300];
+    snprintf(mid, sizeof(mid), "%s/%s", uid, tid);
+    gw_store_param_t pm[] = {GW_P_TEXT(uid), GW_P_TEXT(tid)};
+    if (st == GW_STORE_OK)
+        st = gw_store_exec(c, "DELETE FROM team_membership WHERE user_id = $1 AND team_id = $2", pm, 2, NULL);
+    if (st == GW_STORE_OK)
+        st = note(c, a, "team_membership", mid);
+    if (st == GW_STORE_OK)
+        st = note(c, a, "team", tid);
+    return st;
+}
+
+/* Ends every membership where column col ("user_id" or "team_id") of team_membership is id. */
+static int end_memberships_of(gw_store_conn_t *c, admin_req_t *a, const char *col, const char *id)
+{
+    char sql[128];
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
+    snprintf(sql, sizeof(sql), "SELECT user_id, team_id FROM team_membership WHERE %s = $1", col);
+    int st = gw_store_query(c, sql, p, 1, &rows);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        if (st == GW_STORE_OK)
+            st = end_membership(c, a, json_string_value(json_object_get(r, "user_id")),
+                                json_string_value(json_object_get(r, "team_id")));
+    }
+    json_decref(rows);
+    return st;
+}
+
+/* POST /user/delete: as LiteLLM, the users' keys and team memberships go with them. */
 static int op_user_delete(gw_store_conn_t *c, admin_req_t *a)
 {
-    return delete_entities(c, a, &E_USER, "user_ids", "deleted_users");
+    size_t i;
+    json_t *v;
+    int st = GW_STORE_OK;
+    json_array_foreach(json_object_get(a->in, "user_ids"), i, v)
+    {
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = delete_keys_of(c, a, "user_id", json_string_value(v));
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = end_memberships_of(c, a, "user_id", json_string_value(v));
+    }
+    return st != GW_STORE_OK ? st : delete_entities(c, a, &E_USER, "user_ids", "deleted_users");
 }
 
 static int op_team_new(gw_store_conn_t *c, admin_req_t *a)
@@ -1063,9 +1154,20 @@ static int op_team_update(gw_store_conn_t *c, admin_req_t *a)
     return answer_update(a, update_entity(c, a, &E_TEAM, &a->out));
 }
 
+/* POST /team/delete: as LiteLLM, the teams' keys and memberships go with them. */
 static int op_team_delete(gw_store_conn_t *c, admin_req_t *a)
 {
-    return delete_entities(c, a, &E_TEAM, "team_ids", "deleted_teams");
+    size_t i;
+    json_t *v;
+    int st = GW_STORE_OK;
+    json_array_foreach(json_object_get(a->in, "team_ids"), i, v)
+    {
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = delete_keys_of(c, a, "team_id", json_string_value(v));
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = end_memberships_of(c, a, "team_id", json_string_value(v));
+    }
+    return st != GW_STORE_OK ? st : delete_entities(c, a, &E_TEAM, "team_ids", "deleted_teams");
 }
 
 /* Adds one member {role, user_id} to the team row's members_with_roles and the membership table. */

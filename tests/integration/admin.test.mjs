@@ -427,6 +427,30 @@ for (const be of backends) {
       assert.ok(all.json.teams.some((t) => t.team_id === team.team_id));
     });
 
+    test('deleting a user or a team deletes its keys and memberships (as LiteLLM does)', async () => {
+      const team = await ok('/team/new', { team_alias: `del-${be.name}` });
+      const u = await ok('/user/new', { user_id: `leaver-${be.name}`, teams: [team.team_id] });
+      const userKey = u.key;
+      const teamKey = (await ok('/key/generate', { team_id: team.team_id })).key;
+      const stayer = await ok('/user/new', { user_id: `stayer-${be.name}`, teams: [team.team_id], auto_create_key: false });
+      assert.equal(stayer.user_id, `stayer-${be.name}`);
+      assert.equal((await call(chat(), userKey)).status, 200);
+      assert.equal((await call(chat(), teamKey)).status, 200);
+
+      await ok('/user/delete', { user_ids: [`leaver-${be.name}`] });
+      assert.equal((await call(chat(), userKey)).status, 401, "the deleted user's key is gone");
+      assert.equal((await get(`/key/info?key=${userKey}`)).status, 404);
+      const ti = await get(`/team/info?team_id=${team.team_id}`);
+      assert.deepEqual(ti.json.team_info.members_with_roles.map((m) => m.user_id), [`stayer-${be.name}`]);
+      assert.deepEqual(ti.json.team_memberships.map((m) => m.user_id), [`stayer-${be.name}`]);
+      assert.equal((await post('/user/delete', { user_ids: ['no-such-user'] })).status, 404);
+
+      await ok('/team/delete', { team_ids: [team.team_id] });
+      assert.equal((await call(chat(), teamKey)).status, 401, "the deleted team's key is gone");
+      const si = await get(`/user/info?user_id=stayer-${be.name}`);
+      assert.deepEqual(si.json.user_info.teams, []);
+    });
+
     test('no key or secret in the logs; clean exit', async () => {
       await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY]);
     });
