@@ -1100,10 +1100,28 @@ static int op_user_delete(gw_store_conn_t *c, admin_req_t *a)
     return st != GW_STORE_OK ? st : delete_entities(c, a, &E_USER, "user_ids", "deleted_users");
 }
 
+/* POST /team/new: members_with_roles become memberships (team_membership rows, users' teams). */
 static int op_team_new(gw_store_conn_t *c, admin_req_t *a)
 {
     char id[128];
-    return create_entity(c, a, &E_TEAM, id, &a->out);
+    json_t *members = json_object_get(a->in, "members_with_roles");
+    if (json_is_array(members) && json_array_size(members) > 0) {
+        json_incref(members); /* added below, member by member */
+        json_object_del(a->in, "members_with_roles");
+    } else {
+        members = NULL;
+    }
+    int st = create_entity(c, a, &E_TEAM, id, &a->out);
+    json_t *team = NULL;
+    if (st == GW_STORE_OK && members != NULL && (st = team_add(c, a, id, members, &team)) == GW_STORE_OK) {
+        json_object_del(team, "updated_users");
+        json_decref(a->out);
+        a->out = team;
+    } else {
+        json_decref(team);
+    }
+    json_decref(members);
+    return st;
 }
 
 /* 1 when the (non-admin) caller's key belongs to team id or its user is a member of it. */
@@ -1171,23 +1189,55 @@ static int op_team_delete(gw_store_conn_t *c, admin_req_t *a)
 }
 
 /* Adds one member {role, user_id} to the team row's members_with_roles and the membership table. */
+/* A member named only by user_email (LiteLLM allows it): that user, created when missing. */
+static int member_by_email(gw_store_conn_t *c, admin_req_t *a, const char *email, char uid[128])
+{
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(email)};
+    int st =
+        gw_store_query(c, "SELECT user_id FROM users WHERE user_email = $1 ORDER BY created_at", p, 1, &rows);
+    const char *found = json_string_value(json_object_get(json_array_get(rows, 0), "user_id"));
+    if (st == GW_STORE_OK && found != NULL) {
+        snprintf(uid, 128, "%s", found);
+    } else if (st == GW_STORE_OK) {
+        random_id(uid);
+        gw_store_param_t q[] = {GW_P_TEXT(uid), GW_P_TEXT(email), GW_P_TEXT(a->now)};
+        st = gw_store_exec(
+            c, "INSERT INTO users (user_id, user_email, created_at, updated_at) VALUES ($1, $2, $3, $3)", q,
+            3, NULL);
+        if (st == GW_STORE_OK)
+            st = note(c, a, "user", uid);
+    }
+    json_decref(rows);
+    return st;
+}
+
 static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, json_t *members, json_t *m,
                       json_t *updated)
 {
     const char *uid = json_string_value(json_object_get(m, "user_id"));
     const char *role = json_string_value(json_object_get(m, "role"));
-    if (uid == NULL)
-        return client_error(a, 400, "member.user_id is required");
+    const char *email = json_string_value(json_object_get(m, "user_email"));
+    char found[128];
+    if (uid == NULL && email == NULL)
+        return client_error(a, 400, "member.user_id or member.user_email is required");
+    if (uid == NULL) {
+        int est = member_by_email(c, a, email, found);
+        if (est != GW_STORE_OK)
+            return est;
+        uid = found;
+    }
     size_t i;
     json_t *v;
-    json_array_foreach(
-        members, i,
-        v) if (json_equal(json_object_get(v, "user_id"),
-                          json_object_get(m, "user_id"))) return client_error(a, 400,
-                                                                              "user %.100s is already a "
-                                                                              "member of team %.100s",
-                                                                              uid, team_id);
-    json_array_append_new(members, json_pack("{s:s, s:s}", "role", role ? role : "user", "user_id", uid));
+    json_array_foreach(members, i, v)
+    {
+        if (same(json_string_value(json_object_get(v, "user_id")), uid))
+            return client_error(a, 400, "user %.100s is already a member of team %.100s", uid, team_id);
+    }
+    json_t *entry = json_pack("{s:s, s:s}", "role", role ? role : "user", "user_id", uid);
+    if (email != NULL)
+        json_object_set_new(entry, "user_email", json_string(email));
+    json_array_append_new(members, entry);
     char mid[300];
     snprintf(mid, sizeof(mid), "%s/%s", uid, team_id);
     gw_store_param_t p[] = {GW_P_TEXT(uid), GW_P_TEXT(team_id)}, pu[] = {GW_P_TEXT(uid), GW_P_TEXT(a->now)};

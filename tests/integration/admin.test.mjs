@@ -451,6 +451,36 @@ for (const be of backends) {
       assert.deepEqual(si.json.user_info.teams, []);
     });
 
+    test('/team/new members_with_roles and /team/member_add by user_email make memberships', async () => {
+      const t = await ok('/team/new', {
+        team_alias: `members-${be.name}`,
+        members_with_roles: [
+          { role: 'admin', user_id: `lead-${be.name}` },
+          { role: 'user', user_email: `dev-${be.name}@example.com` },
+        ],
+      });
+      assert.equal(t.members_with_roles.length, 2);
+      assert.equal(t.members_with_roles[0].user_id, `lead-${be.name}`);
+      assert.equal(t.members_with_roles[0].role, 'admin');
+      const devId = t.members_with_roles[1].user_id;
+      assert.ok(devId, 'a user was made for the e-mail address');
+      assert.equal(t.members_with_roles[1].user_email, `dev-${be.name}@example.com`);
+      const ti = await get(`/team/info?team_id=${t.team_id}`);
+      assert.deepEqual(ti.json.team_memberships.map((m) => m.user_id).sort(), [`lead-${be.name}`, devId].sort());
+      const lead = await get(`/user/info?user_id=lead-${be.name}`);
+      assert.deepEqual(lead.json.user_info.teams, [t.team_id]);
+      const dev = await get(`/user/info?user_id=${devId}`);
+      assert.equal(dev.json.user_info.user_email, `dev-${be.name}@example.com`);
+
+      // by e-mail again: the same user, already a member
+      const again = await post('/team/member_add', { team_id: t.team_id, member: { role: 'user', user_email: `dev-${be.name}@example.com` } });
+      assert.equal(again.status, 400, again.text);
+      const t2 = await ok('/team/new', { team_alias: `members2-${be.name}` });
+      const add = await ok('/team/member_add', { team_id: t2.team_id, member: [{ role: 'user', user_email: `dev-${be.name}@example.com` }] });
+      assert.equal(add.members_with_roles[0].user_id, devId);
+      assert.equal((await post('/team/member_add', { team_id: t2.team_id, member: { role: 'user' } })).status, 400);
+    });
+
     test('no key or secret in the logs; clean exit', async () => {
       await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY]);
     });
