@@ -24,6 +24,7 @@
 #include "gateway/endusers.h"
 #include "gateway/errors.h"
 #include "gateway/keys.h"
+#include "gateway/models.h"
 #include "gateway/pricing.h"
 #include "gateway/server.h"
 #include "gateway/store.h"
@@ -57,7 +58,7 @@ struct admin_req {
     json_t *out;     /* response body */
     json_t *changes; /* [[kind, id], …] to broadcast after the commit */
     int admin_view;  /* master key, proxy_admin, or (OP_READ) proxy_admin_viewer: sees everything */
-    json_t *caller;  /* otherwise the caller's key: {token, user_id, team_id, user_role} (OP_SELF) */
+    json_t *caller;  /* the calling virtual key {token, user_id, team_id, user_role}; NULL: master key */
     int status;      /* HTTP status for CLIENT_ERROR */
     char msg[300];
     int64_t now_ms;
@@ -1364,6 +1365,13 @@ static int op_customer_new(gw_store_conn_t *c, admin_req_t *a)
     char id[128];
     if (in_str(a, "user_id") == NULL)
         return client_error(a, 400, "user_id is required");
+    const char *dm = in_str(a, "default_model"), *star;
+    size_t star_len;
+    if (dm != NULL && gw_models_lookup(a->w->server->models, dm, strlen(dm), &star, &star_len) == NULL)
+        return client_error(a, 422,
+                            "Default Model not on proxy. Configure via `/model/new` or config.yaml. "
+                            "Default_model=%.100s",
+                            dm);
     int st = create_entity(c, a, &E_CUSTOMER, id, &a->out);
     return st != GW_STORE_OK ? st : attach_budget(c, a, &E_CUSTOMER, id, a->out, 1);
 }
@@ -1691,6 +1699,7 @@ static void reply_admin_error(gw_reqctx_t *rc, int status, const char *message)
                          : status == 401 ? "Unauthorized"
                          : status == 403 ? "Forbidden"
                          : status == 404 ? "Not Found"
+                         : status == 422 ? "Unprocessable Entity"
                          : status == 503 ? "Service Unavailable"
                                          : "Internal Server Error";
     if (rc->error == NULL)
@@ -1872,7 +1881,7 @@ static void admin_continue(gw_reqctx_t *rc)
     a->op = op;
     a->in = in;
     a->admin_view = admin_view;
-    if (!admin_view)
+    if (rc->principal != NULL)
         a->caller = caller_of(rc->principal);
     a->changes = json_array();
     struct timespec ts;

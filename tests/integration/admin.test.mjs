@@ -177,6 +177,11 @@ for (const be of backends) {
       assert.equal(tier[0].max_budget, 7, 'the shared tier is unchanged');
       await ok('/customer/new', { user_id: 'cust-tier', budget_id: `tier-${be.name}` });
 
+      const dm = await post('/customer/new', { user_id: 'cust-dm', default_model: 'no-such-model' });
+      assert.equal(dm.status, 422, dm.text);
+      assert.match(dm.json.error.message, /^Default Model not on proxy\. .*Default_model=no-such-model/);
+      assert.equal((await ok('/customer/new', { user_id: 'cust-dm', default_model: 'mock' })).default_model, 'mock');
+
       const dup = await post('/customer/new', { user_id: 'cust-tier' });
       assert.equal(dup.status, 400, dup.text);
       assert.equal(dup.json.error.message, 'Customer already exists, passed user_id=cust-tier. Please pass a new user_id.');
@@ -359,6 +364,9 @@ for (const be of backends) {
     test('a proxy_admin_viewer key reads everything and writes nothing', async () => {
       const v = await ok('/user/new', { user_id: `viewer-${be.name}`, user_role: 'proxy_admin_viewer' });
       const other = await ok('/key/generate', { user_id: `someone-${be.name}` });
+      const mine = await get('/key/info', v.key);
+      assert.equal(mine.status, 200, mine.text);
+      assert.equal(mine.json.info.user_id, `viewer-${be.name}`);
       const info = await get(`/key/info?key=${other.key}`, v.key);
       assert.equal(info.status, 200, info.text);
       const list = await get(`/key/list?user_id=someone-${be.name}`, v.key);
