@@ -799,11 +799,16 @@ static const entity_t E_BUDGET = {"budgets",   "budget_id",   "budget",
 static const entity_t E_ORG = {"organizations",   "organization_id", "organization",
                                "organization_id", org_fields,        NF(org_fields)};
 
+_Static_assert(GW_EUCACHE_ID_MAX >= 128,
+               "every customer id create_entity accepts must fit the end-user cache");
+
 /* INSERT of an entity from the request; the id is the request's or a new UUID. */
 static int create_entity(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, char id[128], json_t **row)
 {
     const char *given = in_str(a, e->param);
     char gen[37];
+    if (given != NULL && (given[0] == '\0' || strlen(given) >= 128)) /* never stored truncated */
+        return client_error(a, 400, "%s must be 1 to 127 bytes long", e->param);
     if (given == NULL)
         random_id(gen);
     snprintf(id, 128, "%s", given != NULL ? given : gen);
@@ -1086,6 +1091,49 @@ static int end_memberships_of(gw_store_conn_t *c, admin_req_t *a, const char *co
 }
 
 /* POST /user/delete: as LiteLLM, the users' keys and team memberships go with them. */
+/*
+ * GET /user/list?page=&page_size=&role=&user_ids=a,b&user_email=&team= — LiteLLM's answer:
+ * {"users": [rows with key_count], "total", "page", "page_size", "total_pages"}; user_email
+ * matches a part, case-insensitively.
+ */
+static int op_user_list(gw_store_conn_t *c, admin_req_t *a)
+{
+    int64_t page = in_int(a, "page", 1, 1, 1000000), size = in_int(a, "page_size", 25, 1, 100);
+    const char *where = "WHERE (CAST($1 AS TEXT) IS NULL OR user_role = $1) AND (CAST($2 AS TEXT) IS NULL OR "
+                        "user_id IN (SELECT "
+                        "user_id FROM team_membership WHERE team_id = $2)) AND (CAST($3 AS TEXT) IS NULL OR "
+                        "LOWER(user_email) "
+                        "LIKE '%' || LOWER($3) || '%') AND (CAST($4 AS TEXT) IS NULL OR (',' || $4 || ',') "
+                        "LIKE ('%,' || user_id "
+                        "|| ',%'))";
+    gw_store_param_t p[] = {GW_P_TEXT(in_str(a, "role")),
+                            GW_P_TEXT(in_str(a, "team")),
+                            GW_P_TEXT(in_str(a, "user_email")),
+                            GW_P_TEXT(in_str(a, "user_ids")),
+                            GW_P_INT(size),
+                            GW_P_INT((page - 1) * size)};
+    char sql[1024];
+    json_t *rows = NULL, *count = NULL;
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM users %s", where);
+    int st = gw_store_query(c, sql, p, 4, &count);
+    int64_t total = json_integer_value(json_object_get(json_array_get(count, 0), "n"));
+    json_decref(count);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT users.*, (SELECT COUNT(*) FROM keys k WHERE k.user_id = users.user_id) AS key_count FROM "
+        "users %s ORDER BY created_at, user_id LIMIT $5 OFFSET $6",
+        where);
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c, sql, p, 6, &rows);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) api_row(r);
+    a->out = json_pack("{s:o, s:I, s:I, s:I, s:I}", "users", rows != NULL ? rows : json_array(), "total",
+                       (json_int_t)total, "page", (json_int_t)page, "page_size", (json_int_t)size,
+                       "total_pages", (json_int_t)((total + size - 1) / size));
+    return st;
+}
+
 static int op_user_delete(gw_store_conn_t *c, admin_req_t *a)
 {
     size_t i;
@@ -1171,6 +1219,38 @@ static int op_team_info(gw_store_conn_t *c, admin_req_t *a)
 static int op_team_update(gw_store_conn_t *c, admin_req_t *a)
 {
     return answer_update(a, update_entity(c, a, &E_TEAM, &a->out));
+}
+
+/*
+ * GET /team/list?user_id=&organization_id= — every team (at most MAX_ADMIN_VIEW_ROWS), with its
+ * keys; user_id keeps the teams that user is a member of. A non-admin key lists its own user's
+ * teams only (LiteLLM).
+ */
+static int op_team_list(gw_store_conn_t *c, admin_req_t *a)
+{
+    const char *user_id = in_str(a, "user_id"), *me = caller_str(a, "user_id");
+    if (!a->admin_view && ((user_id != NULL && !same(user_id, me)) || (user_id = me) == NULL))
+        return client_error(a, 403, "Only admin users can query all teams/other teams. Your user role=%.40s",
+                            caller_role(a));
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(user_id), GW_P_TEXT(in_str(a, "organization_id")),
+                            GW_P_INT(MAX_ADMIN_VIEW_ROWS)};
+    int st = gw_store_query(
+        c,
+        "SELECT * FROM teams WHERE (CAST($1 AS TEXT) IS NULL OR team_id IN (SELECT team_id FROM "
+        "team_membership WHERE user_id = $1)) AND (CAST($2 AS TEXT) IS NULL OR organization_id "
+        "= $2) ORDER BY created_at, team_id LIMIT $3",
+        p, 3, &rows);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        const char *tid = json_string_value(json_object_get(api_row(r), "team_id"));
+        if (st == GW_STORE_OK && tid != NULL)
+            json_object_set_new(r, "keys", fetch_all(c, "keys", "team_id", tid, &st));
+    }
+    a->out = rows != NULL ? rows : json_array();
+    return st;
 }
 
 /* POST /team/delete: as LiteLLM, the teams' keys and memberships go with them. */
@@ -1646,10 +1726,12 @@ static const admin_op_t ops[] = {
     {"/user/new", op_user_new, 0},
     {"/user/info", op_user_info, OP_READ | OP_SELF},
     {"/user/update", op_user_update, 0},
+    {"/user/list", op_user_list, OP_READ},
     {"/user/delete", op_user_delete, 0},
     {"/team/new", op_team_new, 0},
     {"/team/info", op_team_info, OP_READ | OP_SELF},
     {"/team/update", op_team_update, 0},
+    {"/team/list", op_team_list, OP_READ | OP_SELF},
     {"/team/delete", op_team_delete, 0},
     {"/team/member_add", op_team_member_add, 0},
     {"/customer/new", op_customer_new, 0},

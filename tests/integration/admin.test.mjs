@@ -489,6 +489,39 @@ for (const be of backends) {
       assert.equal((await post('/team/member_add', { team_id: t2.team_id, member: { role: 'user' } })).status, 400);
     });
 
+    test('/user/list and /team/list (LiteLLM UI listings)', async () => {
+      const t = await ok('/team/new', { team_alias: `list-${be.name}` });
+      await ok('/user/new', { user_id: `l1-${be.name}`, user_email: `L1-${be.name}@Example.com`, user_role: 'internal_user', teams: [t.team_id] });
+      await ok('/user/new', { user_id: `l2-${be.name}`, user_role: 'internal_user_viewer', auto_create_key: false });
+      const page = await get(`/user/list?user_ids=l1-${be.name},l2-${be.name}&page_size=1&page=2`);
+      assert.equal(page.status, 200, page.text);
+      assert.equal(page.json.total, 2);
+      assert.equal(page.json.page, 2);
+      assert.equal(page.json.page_size, 1);
+      assert.equal(page.json.total_pages, 2);
+      assert.deepEqual(page.json.users.map((u) => u.user_id), [`l2-${be.name}`]);
+      const byRole = await get(`/user/list?role=internal_user_viewer&user_ids=l1-${be.name},l2-${be.name}`);
+      assert.deepEqual(byRole.json.users.map((u) => u.user_id), [`l2-${be.name}`]);
+      const byTeam = await get(`/user/list?team=${t.team_id}`);
+      assert.deepEqual(byTeam.json.users.map((u) => [u.user_id, u.key_count]), [[`l1-${be.name}`, 1]]);
+      const byEmail = await get(`/user/list?user_email=l1-${be.name}@example`);
+      assert.deepEqual(byEmail.json.users.map((u) => u.user_id), [`l1-${be.name}`]);
+
+      const key = (await ok('/key/generate', { team_id: t.team_id, user_id: `l1-${be.name}` })).key;
+      const tl = await get(`/team/list?user_id=l1-${be.name}`);
+      assert.equal(tl.status, 200, tl.text);
+      assert.deepEqual(tl.json.map((x) => x.team_id), [t.team_id]);
+      assert.equal(tl.json[0].keys.length, 1);
+      const every = await get('/team/list');
+      assert.ok(every.json.length >= 2 && every.json.some((x) => x.team_id === t.team_id));
+      // a non-admin key: its own user's teams only
+      const own = await get('/team/list', key);
+      assert.equal(own.status, 200, own.text);
+      assert.deepEqual(own.json.map((x) => x.team_id), [t.team_id]);
+      assert.equal((await get(`/team/list?user_id=l2-${be.name}`, key)).status, 403);
+      assert.equal((await get('/user/list', key)).status, 401);
+    });
+
     test('no key or secret in the logs; clean exit', async () => {
       await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY]);
     });
