@@ -21,8 +21,10 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "gateway/endusers.h"
 #include "gateway/errors.h"
 #include "gateway/keys.h"
+#include "gateway/models.h"
 #include "gateway/pricing.h"
 #include "gateway/server.h"
 #include "gateway/store.h"
@@ -34,9 +36,17 @@
 typedef struct admin_req admin_req_t;
 typedef int (*admin_fn)(gw_store_conn_t *c, admin_req_t *a);
 
+/* Who may call an operation besides the master key and proxy_admin users (LiteLLM's rules). */
+enum {
+    OP_READ = 1,    /* a proxy_admin_viewer user's key too (read-only operations) */
+    OP_SELF = 2,    /* any virtual key: the operation answers only about the caller's own key/user/team */
+    OP_SUBPATH = 4, /* the path goes on: /key/<key>/regenerate */
+};
+
 typedef struct admin_op {
     const char *path;
     admin_fn fn;
+    unsigned flags;
 } admin_op_t;
 
 struct admin_req {
@@ -47,6 +57,8 @@ struct admin_req {
     json_t *in;      /* body and query parameters */
     json_t *out;     /* response body */
     json_t *changes; /* [[kind, id], …] to broadcast after the commit */
+    int admin_view;  /* master key, proxy_admin, or (OP_READ) proxy_admin_viewer: sees everything */
+    json_t *caller;  /* the calling virtual key {token, user_id, team_id, user_role}; NULL: master key */
     int status;      /* HTTP status for CLIENT_ERROR */
     char msg[300];
     int64_t now_ms;
@@ -70,6 +82,24 @@ static int client_error(admin_req_t *a, int status, const char *fmt, ...)
 static const char *in_str(const admin_req_t *a, const char *name)
 {
     return json_string_value(json_object_get(a->in, name));
+}
+
+/* A field of the calling key (non-admin callers of OP_SELF operations); NULL when absent. */
+static const char *caller_str(const admin_req_t *a, const char *name)
+{
+    return json_string_value(json_object_get(a->caller, name));
+}
+
+/* The caller's role as LiteLLM prints it in refusals ("None" for a key without a user). */
+static const char *caller_role(const admin_req_t *a)
+{
+    const char *r = caller_str(a, "user_role");
+    return r != NULL ? r : "None";
+}
+
+static int same(const char *x, const char *y)
+{
+    return x != NULL && y != NULL && strcmp(x, y) == 0;
 }
 
 /* An integer from the body (number) or the query string (text); dflt when absent or invalid. */
@@ -397,11 +427,41 @@ static json_t *fetch_all(gw_store_conn_t *c, const char *table, const char *idco
 
 /* ---- keys ---------------------------------------------------------------------------------- */
 
+#define MAX_CUSTOM_KEY 256
+
+/*
+ * The key to store: the one the request names (LiteLLM lets /key/generate set `key` and
+ * /key/regenerate `new_key` themselves) or a new random one written to gen. CLIENT_ERROR for a
+ * key LiteLLM would refuse (not "sk-…"), or one that is the master key.
+ */
+static int pick_key(gw_store_conn_t *c, admin_req_t *a, const char *given, char gen[GW_KEY_LEN + 1],
+                    const char **key)
+{
+    if (given == NULL) {
+        if (gw_key_generate(gen) != 0)
+            return gw_store_fail(c, GW_STORE_ERROR, "no entropy for a new key");
+        *key = gen;
+        return GW_STORE_OK;
+    }
+    size_t n = strlen(given);
+    if (n < 8 || n > MAX_CUSTOM_KEY || strncmp(given, "sk-", 3) != 0)
+        return client_error(
+            a, 400, "Invalid key format. LiteLLM Virtual Key must start with 'sk-' (8 to %d characters).",
+            MAX_CUSTOM_KEY);
+    const char *master = a->w->server->cfg->master_key;
+    if (master != NULL && strcmp(master, given) == 0)
+        return client_error(a, 400, "Invalid key format. A virtual key cannot be the master key.");
+    *key = given;
+    return GW_STORE_OK;
+}
+
 static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, json_t **out)
 {
-    char key[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
-    if (gw_key_generate(key) != 0)
-        return gw_store_fail(c, GW_STORE_ERROR, "no entropy for a new key");
+    char gen[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
+    const char *key;
+    int picked = pick_key(c, a, user_id == NULL ? in_str(a, "key") : NULL, gen, &key);
+    if (picked != GW_STORE_OK)
+        return picked;
     gw_key_hash_hex(key, strlen(key), token);
     gw_key_display_name(key, name, sizeof(name));
     colset_t cs;
@@ -424,7 +484,7 @@ static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, j
     }
     cs_free(&cs);
     if (st == GW_STORE_CONSTRAINT)
-        return client_error(a, 400, "a key with this key_alias already exists");
+        return client_error(a, 400, "a key with this key_alias (or this key) already exists");
     if (st != GW_STORE_OK || (st = note(c, a, "key", token)) != GW_STORE_OK)
         return st;
     json_t *row = fetch_one(c, "keys", "token", token, &st);
@@ -451,16 +511,37 @@ static int named_token(admin_req_t *a, char token[GW_KEY_HASH_LEN + 1])
     return GW_STORE_OK;
 }
 
+/*
+ * GET /key/info?key=… — LiteLLM's rules: an admin sees any key; any other key sees itself (no
+ * `key`: the calling key) and the keys of its own user; anything else is 403.
+ */
 static int op_key_info(gw_store_conn_t *c, admin_req_t *a)
 {
     char token[GW_KEY_HASH_LEN + 1];
-    int st = named_token(a, token);
-    if (st != GW_STORE_OK)
+    const char *named = in_str(a, "key");
+    int st = GW_STORE_OK;
+    if (named == NULL && caller_str(a, "token") != NULL)
+        snprintf(token, sizeof(token), "%s", caller_str(a, "token"));
+    else if ((st = named_token(a, token)) != GW_STORE_OK)
         return st;
     json_t *row = fetch_one(c, "keys", "token", token, &st);
     if (row == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Key not found in database");
-    a->out = json_pack("{s:s, s:o}", "key", in_str(a, "key"), "info", row);
+    if (!a->admin_view && !same(token, caller_str(a, "token")) &&
+        !same(json_string_value(json_object_get(row, "user_id")), caller_str(a, "user_id"))) {
+        json_decref(row);
+        return client_error(a, 403, "You are not allowed to access this key's info. Your role=%.40s",
+                            caller_role(a));
+    }
+    a->out = json_pack("{s:s, s:o}", "key", named != NULL ? named : token, "info", row);
+    return GW_STORE_OK;
+}
+
+/* POST /key/health: LiteLLM checks the key's logging callbacks; a Tollgate key has none of its own. */
+static int op_key_health(gw_store_conn_t *c, admin_req_t *a)
+{
+    (void)c;
+    a->out = json_pack("{s:s, s:n}", "key", "healthy", "logging_callbacks");
     return GW_STORE_OK;
 }
 
@@ -575,12 +656,13 @@ static int op_key_delete(gw_store_conn_t *c, admin_req_t *a)
 
 static int op_key_regenerate(gw_store_conn_t *c, admin_req_t *a)
 {
-    char old[GW_KEY_HASH_LEN + 1], key[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
+    char old[GW_KEY_HASH_LEN + 1], gen[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
+    const char *key;
     int st = named_token(a, old);
+    if (st == GW_STORE_OK)
+        st = pick_key(c, a, in_str(a, "new_key"), gen, &key);
     if (st != GW_STORE_OK)
         return st;
-    if (gw_key_generate(key) != 0)
-        return gw_store_fail(c, GW_STORE_ERROR, "no entropy for a new key");
     gw_key_hash_hex(key, strlen(key), token);
     gw_key_display_name(key, name, sizeof(name));
     colset_t cs;
@@ -615,24 +697,75 @@ static int op_key_regenerate(gw_store_conn_t *c, admin_req_t *a)
     return GW_STORE_OK;
 }
 
+/*
+ * A non-admin caller of /key/list sees its own user's keys only (LiteLLM's validate_key_list_check):
+ * the key must belong to an existing user, and filters naming another user, a team the user is
+ * not in, or another organization are 403. On success *user_id is the caller's user.
+ */
+static int key_list_scope(gw_store_conn_t *c, admin_req_t *a, const char **user_id)
+{
+    const char *me = caller_str(a, "user_id"), *team = in_str(a, "team_id"),
+               *org = in_str(a, "organization_id");
+    json_t *rows = NULL;
+    int st = GW_STORE_OK;
+    if (me != NULL) {
+        gw_store_param_t p[] = {GW_P_TEXT(me)};
+        st = gw_store_query(c, "SELECT teams, organization_id FROM users WHERE user_id = $1", p, 1, &rows);
+    }
+    json_t *user = json_array_get(rows, 0);
+    if (st == GW_STORE_OK && user == NULL)
+        st = client_error(
+            a, 403,
+            "You are not authorized to access this endpoint. No 'user_id' is associated with your "
+            "API key.");
+    else if (st == GW_STORE_OK && *user_id != NULL && strcmp(*user_id, me) != 0)
+        st = client_error(a, 403, "You are not authorized to check another user's keys");
+    if (st == GW_STORE_OK && team != NULL) {
+        int member = 0;
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(user, "teams"), i, t) member |= same(json_string_value(t), team);
+        if (!member)
+            st = client_error(a, 403, "You are not authorized to check this team's keys");
+    }
+    if (st == GW_STORE_OK && org != NULL &&
+        !same(org, json_string_value(json_object_get(user, "organization_id"))))
+        st = client_error(a, 403, "You are not authorized to check this organization's keys");
+    json_decref(rows);
+    *user_id = me;
+    return st;
+}
+
 static int op_key_list(gw_store_conn_t *c, admin_req_t *a)
 {
     int64_t page = in_int(a, "page", 1, 1, 1000000), size = in_int(a, "size", 10, 1, 100);
     int full = in_bool(a, "return_full_object", 0);
-    const char *where = "WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND (CAST($2 AS TEXT) IS NULL OR "
-                        "team_id = $2) AND (CAST($3 AS TEXT) IS NULL OR key_alias = $3)";
-    gw_store_param_t p[] = {GW_P_TEXT(in_str(a, "user_id")), GW_P_TEXT(in_str(a, "team_id")),
-                            GW_P_TEXT(in_str(a, "key_alias")), GW_P_INT(size), GW_P_INT((page - 1) * size)};
+    const char *user_id = in_str(a, "user_id");
+    int st = a->admin_view ? GW_STORE_OK : key_list_scope(c, a, &user_id);
+    if (st != GW_STORE_OK)
+        return st;
+    const char *where =
+        "WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1) AND (CAST($2 AS TEXT) IS NULL OR "
+        "team_id = $2) AND (CAST($3 AS TEXT) IS NULL OR key_alias = $3) AND (CAST($4 AS TEXT) "
+        "IS NULL OR organization_id = $4)";
+    gw_store_param_t p[] = {GW_P_TEXT(user_id),
+                            GW_P_TEXT(in_str(a, "team_id")),
+                            GW_P_TEXT(in_str(a, "key_alias")),
+                            GW_P_TEXT(in_str(a, "organization_id")),
+                            GW_P_INT(size),
+                            GW_P_INT((page - 1) * size)};
     char sql[512];
     json_t *rows = NULL, *count = NULL;
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM keys %s", where);
-    int st = gw_store_query(c, sql, p, 3, &count);
+    st = gw_store_query(c, sql, p, 4, &count);
     if (st != GW_STORE_OK)
         return st;
     int64_t total = json_integer_value(json_object_get(json_array_get(count, 0), "n"));
     json_decref(count);
-    snprintf(sql, sizeof(sql), "SELECT * FROM keys %s ORDER BY created_at, token LIMIT $4 OFFSET $5", where);
-    if ((st = gw_store_query(c, sql, p, 5, &rows)) != GW_STORE_OK)
+    /* newest first, as LiteLLM lists them */
+    snprintf(sql, sizeof(sql),
+             "SELECT * FROM keys %s ORDER BY created_at DESC, token DESC LIMIT $5 OFFSET $6", where);
+    if ((st = gw_store_query(c, sql, p, 6, &rows)) != GW_STORE_OK)
         return st;
     json_t *keys = json_array();
     size_t i;
@@ -667,11 +800,16 @@ static const entity_t E_BUDGET = {"budgets",   "budget_id",   "budget",
 static const entity_t E_ORG = {"organizations",   "organization_id", "organization",
                                "organization_id", org_fields,        NF(org_fields)};
 
+_Static_assert(GW_EUCACHE_ID_MAX >= 128,
+               "every customer id create_entity accepts must fit the end-user cache");
+
 /* INSERT of an entity from the request; the id is the request's or a new UUID. */
 static int create_entity(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, char id[128], json_t **row)
 {
     const char *given = in_str(a, e->param);
     char gen[37];
+    if (given != NULL && (given[0] == '\0' || strlen(given) >= 128)) /* never stored truncated */
+        return client_error(a, 400, "%s must be 1 to 127 bytes long", e->param);
     if (given == NULL)
         random_id(gen);
     snprintf(id, 128, "%s", given != NULL ? given : gen);
@@ -685,6 +823,9 @@ static int create_entity(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, 
         st = insert_row(c, e->table, &cs);
     }
     cs_free(&cs);
+    if (st == GW_STORE_CONSTRAINT && e == &E_CUSTOMER)
+        return client_error(a, 400,
+                            "Customer already exists, passed user_id=%.100s. Please pass a new user_id.", id);
     if (st == GW_STORE_CONSTRAINT)
         return client_error(a, 400, "%s %.100s already exists", e->param, id);
     if (st != GW_STORE_OK || (st = note(c, a, e->kind, id)) != GW_STORE_OK)
@@ -711,6 +852,8 @@ static int update_entity(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, 
     cs_free(&cs);
     if (st != GW_STORE_OK)
         return st;
+    if (changed == 0 && e == &E_CUSTOMER)
+        return client_error(a, 404, "End User Id=%.100s does not exist in db", id);
     if (changed == 0)
         return client_error(a, 404, "%s %.100s not found", e->param, id);
     if ((st = note(c, a, e->kind, id)) != GW_STORE_OK)
@@ -750,6 +893,8 @@ static int delete_entities(gw_store_conn_t *c, admin_req_t *a, const entity_t *e
     return GW_STORE_OK;
 }
 
+static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out);
+
 static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
 {
     char id[128];
@@ -758,6 +903,21 @@ static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
     if (st != GW_STORE_OK)
         return st;
     a->out = row;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(a->in, "teams"), i, t)
+    { /* LiteLLM adds the new user to each team that exists, as a member with role "user" */
+        json_t *team = NULL, *m = json_pack("{s:s, s:s}", "user_id", id, "role", "user");
+        json_t *exists =
+            json_is_string(t) ? fetch_one(c, "teams", "team_id", json_string_value(t), &st) : NULL;
+        if (exists != NULL)
+            st = team_add(c, a, json_string_value(t), m, &team);
+        json_decref(exists);
+        json_decref(team);
+        json_decref(m);
+        if (st != GW_STORE_OK)
+            return st;
+    }
     if (in_bool(a, "auto_create_key", 1)) { /* LiteLLM's default: the new user gets a key */
         if ((st = create_key(c, a, id, &key)) != GW_STORE_OK)
             return st;
@@ -769,11 +929,40 @@ static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
     return GW_STORE_OK;
 }
 
+#define MAX_ADMIN_VIEW_ROWS 10000
+
+static int user_info_all(gw_store_conn_t *c, admin_req_t *a)
+{
+    json_t *keys = NULL, *teams = NULL;
+    gw_store_param_t p[] = {GW_P_INT(MAX_ADMIN_VIEW_ROWS)};
+    int st =
+        gw_store_query(c, "SELECT * FROM keys ORDER BY created_at DESC, token DESC LIMIT $1", p, 1, &keys);
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c, "SELECT * FROM teams ORDER BY created_at, team_id LIMIT $1", p, 1, &teams);
+    size_t i;
+    json_t *r;
+    json_array_foreach(keys, i, r) api_row(r);
+    json_array_foreach(teams, i, r) api_row(r);
+    a->out = json_pack("{s:n, s:n, s:o, s:o}", "user_id", "user_info", "keys", keys ? keys : json_array(),
+                       "teams", teams ? teams : json_array());
+    return st;
+}
+
+/* GET /user/info?user_id=… — a non-admin key sees its own user (the default without user_id). */
 static int op_user_info(gw_store_conn_t *c, admin_req_t *a)
 {
-    const char *id = in_str(a, "user_id");
-    if (id == NULL)
-        return client_error(a, 400, "user_id is required");
+    const char *id = in_str(a, "user_id"), *me = caller_str(a, "user_id");
+    if (!a->admin_view && id != NULL && !same(id, me))
+        return client_error(
+            a, 403, "key not allowed to access this user's info. user_id=%.100s, key's user_id=%.100s", id,
+            me != NULL ? me : "None");
+    if (!a->admin_view && id == NULL && (id = me) == NULL)
+        return client_error(
+            a, 403,
+            "You are not authorized to access this endpoint. No 'user_id' is associated with your "
+            "API key.");
+    if (id == NULL) /* an admin without user_id: every key and team (LiteLLM's admin view) */
+        return user_info_all(c, a);
     int st;
     json_t *row = fetch_one(c, "users", "user_id", id, &st);
     if (row == NULL)
@@ -793,28 +982,231 @@ static int op_user_info(gw_store_conn_t *c, admin_req_t *a)
     return st;
 }
 
+/* LiteLLM answers updates as {"<id name>": id, "data": row}; the row's fields stay at the top
+ * level too, for clients that read them there. */
+static int answer_update(admin_req_t *a, int st)
+{
+    if (st == GW_STORE_OK)
+        json_object_set_new(a->out, "data", json_deep_copy(a->out));
+    return st;
+}
+
+/* POST /user/update: the user named by user_id, or (LiteLLM) by user_email when no user_id is given. */
 static int op_user_update(gw_store_conn_t *c, admin_req_t *a)
 {
-    return update_entity(c, a, &E_USER, &a->out);
+    const char *email = in_str(a, "user_email");
+    if (in_str(a, "user_id") == NULL && email != NULL) {
+        json_t *rows = NULL;
+        gw_store_param_t p[] = {GW_P_TEXT(email)};
+        int st = gw_store_query(c, "SELECT user_id FROM users WHERE user_email = $1", p, 1, &rows);
+        json_t *uid = json_object_get(json_array_get(rows, 0), "user_id");
+        if (st == GW_STORE_OK && !json_is_string(uid))
+            st = client_error(a, 404, "User with user_email %.100s not found", email);
+        if (st == GW_STORE_OK)
+            json_object_set(a->in, "user_id", uid);
+        json_decref(rows);
+        if (st != GW_STORE_OK)
+            return st;
+    }
+    return answer_update(a, update_entity(c, a, &E_USER, &a->out));
+}
+
+/* Deletes the keys whose column col ("user_id", "team_id") is id, noting each token. */
+static int delete_keys_of(gw_store_conn_t *c, admin_req_t *a, const char *col, const char *id)
+{
+    char sql[128];
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
+    snprintf(sql, sizeof(sql), "SELECT token FROM keys WHERE %s = $1", col);
+    int st = gw_store_query(c, sql, p, 1, &rows);
+    snprintf(sql, sizeof(sql), "DELETE FROM keys WHERE %s = $1", col);
+    if (st == GW_STORE_OK)
+        st = gw_store_exec(c, sql, p, 1, NULL);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        if (st == GW_STORE_OK)
+            st = note(c, a, "key", json_string_value(json_object_get(r, "token")));
+    }
+    json_decref(rows);
+    return st;
+}
+
+/*
+ * Ends every membership of user uid in team tid: the membership row, the user's `teams` entry
+ * and the team's members_with_roles entry (whichever exist).
+ */
+static int end_membership(gw_store_conn_t *c, admin_req_t *a, const char *uid, const char *tid)
+{
+    int st;
+    size_t i;
+    json_t *v, *kept = json_array();
+    json_t *user = fetch_one(c, "users", "user_id", uid, &st);
+    json_array_foreach(json_object_get(user, "teams"), i, v) if (!same(json_string_value(v), tid))
+        json_array_append(kept, v);
+    gw_store_param_t pu[] = {GW_P_JSON(kept), GW_P_TEXT(uid)};
+    if (user != NULL && st == GW_STORE_OK)
+        st = gw_store_exec(c, "UPDATE users SET teams = $1 WHERE user_id = $2", pu, 2, NULL);
+    json_decref(user);
+    json_array_clear(kept);
+    json_t *team = st == GW_STORE_OK ? fetch_one(c, "teams", "team_id", tid, &st) : NULL;
+    json_array_foreach(json_object_get(team, "members_with_roles"), i,
+                       v) if (!same(json_string_value(json_object_get(v, "user_id")), uid))
+        json_array_append(kept, v);
+    gw_store_param_t pt[] = {GW_P_JSON(kept), GW_P_TEXT(tid)};
+    if (team != NULL && st == GW_STORE_OK)
+        st = gw_store_exec(c, "UPDATE teams SET members_with_roles = $1 WHERE team_id = $2", pt, 2, NULL);
+    json_decref(team);
+    json_decref(kept);
+    char mid[300];
+    snprintf(mid, sizeof(mid), "%s/%s", uid, tid);
+    gw_store_param_t pm[] = {GW_P_TEXT(uid), GW_P_TEXT(tid)};
+    if (st == GW_STORE_OK)
+        st = gw_store_exec(c, "DELETE FROM team_membership WHERE user_id = $1 AND team_id = $2", pm, 2, NULL);
+    if (st == GW_STORE_OK)
+        st = note(c, a, "team_membership", mid);
+    if (st == GW_STORE_OK)
+        st = note(c, a, "team", tid);
+    return st;
+}
+
+/* Ends every membership where column col ("user_id" or "team_id") of team_membership is id. */
+static int end_memberships_of(gw_store_conn_t *c, admin_req_t *a, const char *col, const char *id)
+{
+    char sql[128];
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
+    snprintf(sql, sizeof(sql), "SELECT user_id, team_id FROM team_membership WHERE %s = $1", col);
+    int st = gw_store_query(c, sql, p, 1, &rows);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        if (st == GW_STORE_OK)
+            st = end_membership(c, a, json_string_value(json_object_get(r, "user_id")),
+                                json_string_value(json_object_get(r, "team_id")));
+    }
+    json_decref(rows);
+    return st;
+}
+
+/* POST /user/delete: as LiteLLM, the users' keys and team memberships go with them. */
+/*
+ * GET /user/list?page=&page_size=&role=&user_ids=a,b&user_email=&team= — LiteLLM's answer:
+ * {"users": [rows with key_count], "total", "page", "page_size", "total_pages"}; user_email
+ * matches a part, case-insensitively.
+ */
+static int op_user_list(gw_store_conn_t *c, admin_req_t *a)
+{
+    int64_t page = in_int(a, "page", 1, 1, 1000000), size = in_int(a, "page_size", 25, 1, 100);
+    const char *where = "WHERE (CAST($1 AS TEXT) IS NULL OR user_role = $1) AND (CAST($2 AS TEXT) IS NULL OR "
+                        "user_id IN (SELECT "
+                        "user_id FROM team_membership WHERE team_id = $2)) AND (CAST($3 AS TEXT) IS NULL OR "
+                        "LOWER(user_email) "
+                        "LIKE '%' || LOWER($3) || '%') AND (CAST($4 AS TEXT) IS NULL OR (',' || $4 || ',') "
+                        "LIKE ('%,' || user_id "
+                        "|| ',%'))";
+    gw_store_param_t p[] = {GW_P_TEXT(in_str(a, "role")),
+                            GW_P_TEXT(in_str(a, "team")),
+                            GW_P_TEXT(in_str(a, "user_email")),
+                            GW_P_TEXT(in_str(a, "user_ids")),
+                            GW_P_INT(size),
+                            GW_P_INT((page - 1) * size)};
+    char sql[1024];
+    json_t *rows = NULL, *count = NULL;
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) AS n FROM users %s", where);
+    int st = gw_store_query(c, sql, p, 4, &count);
+    int64_t total = json_integer_value(json_object_get(json_array_get(count, 0), "n"));
+    json_decref(count);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT users.*, (SELECT COUNT(*) FROM keys k WHERE k.user_id = users.user_id) AS key_count FROM "
+        "users %s ORDER BY created_at, user_id LIMIT $5 OFFSET $6",
+        where);
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c, sql, p, 6, &rows);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) api_row(r);
+    a->out = json_pack("{s:o, s:I, s:I, s:I, s:I}", "users", rows != NULL ? rows : json_array(), "total",
+                       (json_int_t)total, "page", (json_int_t)page, "page_size", (json_int_t)size,
+                       "total_pages", (json_int_t)((total + size - 1) / size));
+    return st;
 }
 
 static int op_user_delete(gw_store_conn_t *c, admin_req_t *a)
 {
-    return delete_entities(c, a, &E_USER, "user_ids", "deleted_users");
+    size_t i;
+    json_t *v;
+    int st = GW_STORE_OK;
+    json_array_foreach(json_object_get(a->in, "user_ids"), i, v)
+    {
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = delete_keys_of(c, a, "user_id", json_string_value(v));
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = end_memberships_of(c, a, "user_id", json_string_value(v));
+    }
+    return st != GW_STORE_OK ? st : delete_entities(c, a, &E_USER, "user_ids", "deleted_users");
 }
 
+/* POST /team/new: members_with_roles become memberships (team_membership rows, users' teams). */
 static int op_team_new(gw_store_conn_t *c, admin_req_t *a)
 {
     char id[128];
-    return create_entity(c, a, &E_TEAM, id, &a->out);
+    json_t *members = json_object_get(a->in, "members_with_roles");
+    if (json_is_array(members) && json_array_size(members) > 0) {
+        json_incref(members); /* added below, member by member */
+        json_object_del(a->in, "members_with_roles");
+    } else {
+        members = NULL;
+    }
+    int st = create_entity(c, a, &E_TEAM, id, &a->out);
+    json_t *team = NULL;
+    if (st == GW_STORE_OK && members != NULL && (st = team_add(c, a, id, members, &team)) == GW_STORE_OK) {
+        json_object_del(team, "updated_users");
+        json_decref(a->out);
+        a->out = team;
+    } else {
+        json_decref(team);
+    }
+    json_decref(members);
+    return st;
 }
 
+/* 1 when the (non-admin) caller's key belongs to team id or its user is a member of it. */
+static int caller_in_team(gw_store_conn_t *c, admin_req_t *a, const char *id, int *st)
+{
+    if (same(id, caller_str(a, "team_id")))
+        return 1;
+    const char *me = caller_str(a, "user_id");
+    if (me == NULL)
+        return 0;
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(me), GW_P_TEXT(id)};
+    *st = gw_store_query(c, "SELECT team_id FROM team_membership WHERE user_id = $1 AND team_id = $2", p, 2,
+                         &rows);
+    int in = json_array_size(rows) > 0;
+    json_decref(rows);
+    return in;
+}
+
+/* GET /team/info?team_id=… — a non-admin key sees its own team (the default) or one its user is in. */
 static int op_team_info(gw_store_conn_t *c, admin_req_t *a)
 {
     const char *id = in_str(a, "team_id");
+    int st = GW_STORE_OK;
+    if (id == NULL && !a->admin_view)
+        id = caller_str(a, "team_id");
     if (id == NULL)
         return client_error(a, 400, "team_id is required");
-    int st;
+    if (!a->admin_view && !caller_in_team(c, a, id, &st))
+        return st != GW_STORE_OK
+                   ? st
+                   : client_error(a, 403,
+                                  "key not allowed to access this team's info. Key team_id=%.100s, "
+                                  "Requested team_id=%.100s",
+                                  caller_str(a, "team_id") ? caller_str(a, "team_id") : "None", id);
     json_t *row = fetch_one(c, "teams", "team_id", id, &st);
     if (row == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Team %.100s not found", id);
@@ -827,32 +1219,107 @@ static int op_team_info(gw_store_conn_t *c, admin_req_t *a)
 
 static int op_team_update(gw_store_conn_t *c, admin_req_t *a)
 {
-    return update_entity(c, a, &E_TEAM, &a->out);
+    return answer_update(a, update_entity(c, a, &E_TEAM, &a->out));
 }
 
+/*
+ * GET /team/list?user_id=&organization_id= — every team (at most MAX_ADMIN_VIEW_ROWS), with its
+ * keys; user_id keeps the teams that user is a member of. A non-admin key lists its own user's
+ * teams only (LiteLLM).
+ */
+static int op_team_list(gw_store_conn_t *c, admin_req_t *a)
+{
+    const char *user_id = in_str(a, "user_id"), *me = caller_str(a, "user_id");
+    if (!a->admin_view && ((user_id != NULL && !same(user_id, me)) || (user_id = me) == NULL))
+        return client_error(a, 403, "Only admin users can query all teams/other teams. Your user role=%.40s",
+                            caller_role(a));
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(user_id), GW_P_TEXT(in_str(a, "organization_id")),
+                            GW_P_INT(MAX_ADMIN_VIEW_ROWS)};
+    int st = gw_store_query(
+        c,
+        "SELECT * FROM teams WHERE (CAST($1 AS TEXT) IS NULL OR team_id IN (SELECT team_id FROM "
+        "team_membership WHERE user_id = $1)) AND (CAST($2 AS TEXT) IS NULL OR organization_id "
+        "= $2) ORDER BY created_at, team_id LIMIT $3",
+        p, 3, &rows);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        const char *tid = json_string_value(json_object_get(api_row(r), "team_id"));
+        if (st == GW_STORE_OK && tid != NULL)
+            json_object_set_new(r, "keys", fetch_all(c, "keys", "team_id", tid, &st));
+    }
+    a->out = rows != NULL ? rows : json_array();
+    return st;
+}
+
+/* POST /team/delete: as LiteLLM, the teams' keys and memberships go with them. */
 static int op_team_delete(gw_store_conn_t *c, admin_req_t *a)
 {
-    return delete_entities(c, a, &E_TEAM, "team_ids", "deleted_teams");
+    size_t i;
+    json_t *v;
+    int st = GW_STORE_OK;
+    json_array_foreach(json_object_get(a->in, "team_ids"), i, v)
+    {
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = delete_keys_of(c, a, "team_id", json_string_value(v));
+        if (json_is_string(v) && st == GW_STORE_OK)
+            st = end_memberships_of(c, a, "team_id", json_string_value(v));
+    }
+    return st != GW_STORE_OK ? st : delete_entities(c, a, &E_TEAM, "team_ids", "deleted_teams");
 }
 
 /* Adds one member {role, user_id} to the team row's members_with_roles and the membership table. */
+/* A member named only by user_email (LiteLLM allows it): that user, created when missing. */
+static int member_by_email(gw_store_conn_t *c, admin_req_t *a, const char *email, char uid[128])
+{
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(email)};
+    int st =
+        gw_store_query(c, "SELECT user_id FROM users WHERE user_email = $1 ORDER BY created_at", p, 1, &rows);
+    const char *found = json_string_value(json_object_get(json_array_get(rows, 0), "user_id"));
+    if (st == GW_STORE_OK && found != NULL) {
+        snprintf(uid, 128, "%s", found);
+    } else if (st == GW_STORE_OK) {
+        random_id(uid);
+        gw_store_param_t q[] = {GW_P_TEXT(uid), GW_P_TEXT(email), GW_P_TEXT(a->now)};
+        st = gw_store_exec(
+            c, "INSERT INTO users (user_id, user_email, created_at, updated_at) VALUES ($1, $2, $3, $3)", q,
+            3, NULL);
+        if (st == GW_STORE_OK)
+            st = note(c, a, "user", uid);
+    }
+    json_decref(rows);
+    return st;
+}
+
 static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, json_t *members, json_t *m,
                       json_t *updated)
 {
     const char *uid = json_string_value(json_object_get(m, "user_id"));
     const char *role = json_string_value(json_object_get(m, "role"));
-    if (uid == NULL)
-        return client_error(a, 400, "member.user_id is required");
+    const char *email = json_string_value(json_object_get(m, "user_email"));
+    char found[128];
+    if (uid == NULL && email == NULL)
+        return client_error(a, 400, "member.user_id or member.user_email is required");
+    if (uid == NULL) {
+        int est = member_by_email(c, a, email, found);
+        if (est != GW_STORE_OK)
+            return est;
+        uid = found;
+    }
     size_t i;
     json_t *v;
-    json_array_foreach(
-        members, i,
-        v) if (json_equal(json_object_get(v, "user_id"),
-                          json_object_get(m, "user_id"))) return client_error(a, 400,
-                                                                              "user %.100s is already a "
-                                                                              "member of team %.100s",
-                                                                              uid, team_id);
-    json_array_append_new(members, json_pack("{s:s, s:s}", "role", role ? role : "user", "user_id", uid));
+    json_array_foreach(members, i, v)
+    {
+        if (same(json_string_value(json_object_get(v, "user_id")), uid))
+            return client_error(a, 400, "user %.100s is already a member of team %.100s", uid, team_id);
+    }
+    json_t *entry = json_pack("{s:s, s:s}", "role", role ? role : "user", "user_id", uid);
+    if (email != NULL)
+        json_object_set_new(entry, "user_email", json_string(email));
+    json_array_append_new(members, entry);
     char mid[300];
     snprintf(mid, sizeof(mid), "%s/%s", uid, team_id);
     gw_store_param_t p[] = {GW_P_TEXT(uid), GW_P_TEXT(team_id)}, pu[] = {GW_P_TEXT(uid), GW_P_TEXT(a->now)};
@@ -869,7 +1336,10 @@ static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, j
         json_t *teams = json_object_get(user, "teams");
         if (!json_is_array(teams))
             json_object_set_new(user, "teams", teams = json_array());
-        json_array_append_new(teams, json_string(team_id));
+        int listed = 0;
+        json_array_foreach(teams, i, v) listed |= same(json_string_value(v), team_id);
+        if (!listed)
+            json_array_append_new(teams, json_string(team_id));
         gw_store_param_t q[] = {GW_P_JSON(teams), GW_P_TEXT(uid)};
         st = gw_store_exec(c, "UPDATE users SET teams = $1 WHERE user_id = $2", q, 2, NULL);
         json_array_append_new(updated, user);
@@ -881,17 +1351,14 @@ static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, j
     return st;
 }
 
-static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
+/* Adds member (one {user_id, role} or a list of them) to team id; *out: the team row after it. */
+static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out)
 {
-    const char *id = in_str(a, "team_id");
-    json_t *member = json_object_get(a->in, "member");
-    if (id == NULL || member == NULL)
-        return client_error(a, 400, "team_id and member are required");
     int st;
     json_t *team = fetch_one(c, "teams", "team_id", id, &st);
     if (team == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Team %.100s not found", id);
-    a->out = team;
+    *out = team;
     json_t *members = json_object_get(team, "members_with_roles");
     if (!json_is_array(members))
         json_object_set_new(team, "members_with_roles", members = json_array());
@@ -912,6 +1379,15 @@ static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
     return note(c, a, "team", id);
 }
 
+static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
+{
+    const char *id = in_str(a, "team_id");
+    json_t *member = json_object_get(a->in, "member");
+    if (id == NULL || member == NULL)
+        return client_error(a, 400, "team_id and member are required");
+    return team_add(c, a, id, member, &a->out);
+}
+
 /* Customers and organizations keep their limits in a budgets row (LiteLLM's litellm_budget_table). */
 static int has_budget_fields(const admin_req_t *a)
 {
@@ -921,11 +1397,16 @@ static int has_budget_fields(const admin_req_t *a)
     return 0;
 }
 
-/* Creates or updates the budget row that row (a customer or organization) points at. */
-static int attach_budget(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, const char *id, json_t *row)
+/*
+ * Creates or updates the budget row that row (a customer or organization) points at. fresh: the
+ * row is new, so budget fields in the request make a budget of its own even when it also names a
+ * budget_id (LiteLLM's /customer/new: a named budget is often a shared tier, never edited here).
+ */
+static int attach_budget(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, const char *id, json_t *row,
+                         int fresh)
 {
     int st = GW_STORE_OK;
-    const char *bid = json_string_value(json_object_get(row, "budget_id"));
+    const char *bid = fresh ? NULL : json_string_value(json_object_get(row, "budget_id"));
     char gen[37];
     if (has_budget_fields(a)) {
         colset_t cs;
@@ -953,6 +1434,8 @@ static int attach_budget(gw_store_conn_t *c, admin_req_t *a, const entity_t *e, 
         if (st == GW_STORE_OK)
             st = note(c, a, "budget", bid);
     }
+    if (bid == NULL)
+        bid = json_string_value(json_object_get(row, "budget_id"));
     json_t *budget = bid != NULL && st == GW_STORE_OK ? fetch_one(c, "budgets", "budget_id", bid, &st) : NULL;
     json_object_set_new(row, "litellm_budget_table", budget != NULL ? budget : json_null());
     return st;
@@ -963,8 +1446,15 @@ static int op_customer_new(gw_store_conn_t *c, admin_req_t *a)
     char id[128];
     if (in_str(a, "user_id") == NULL)
         return client_error(a, 400, "user_id is required");
+    const char *dm = in_str(a, "default_model"), *star;
+    size_t star_len;
+    if (dm != NULL && gw_models_lookup(a->w->server->models, dm, strlen(dm), &star, &star_len) == NULL)
+        return client_error(a, 422,
+                            "Default Model not on proxy. Configure via `/model/new` or config.yaml. "
+                            "Default_model=%.100s",
+                            dm);
     int st = create_entity(c, a, &E_CUSTOMER, id, &a->out);
-    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_CUSTOMER, id, a->out);
+    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_CUSTOMER, id, a->out, 1);
 }
 
 static int op_customer_info(gw_store_conn_t *c, admin_req_t *a)
@@ -979,18 +1469,177 @@ static int op_customer_info(gw_store_conn_t *c, admin_req_t *a)
     if (row == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "End User Id=%.100s does not exist in db", id);
     a->out = row;
-    return attach_budget(c, a, &E_CUSTOMER, id, row);
+    return attach_budget(c, a, &E_CUSTOMER, id, row, 0);
 }
 
 static int op_customer_update(gw_store_conn_t *c, admin_req_t *a)
 {
     int st = update_entity(c, a, &E_CUSTOMER, &a->out);
-    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_CUSTOMER, in_str(a, "user_id"), a->out);
+    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_CUSTOMER, in_str(a, "user_id"), a->out, 0);
 }
 
+#define MAX_IDS_PER_CALL 1000
+
+/* The request's user_ids: a non-empty list of strings of at most max_len bytes, or CLIENT_ERROR. */
+static int take_user_ids(admin_req_t *a, size_t max_len, json_t **ids)
+{
+    *ids = json_object_get(a->in, "user_ids");
+    if (!json_is_array(*ids) || json_array_size(*ids) == 0 || json_array_size(*ids) > MAX_IDS_PER_CALL)
+        return client_error(a, 400, "user_ids (a list of 1 to %d end user ids) is required",
+                            MAX_IDS_PER_CALL);
+    size_t i;
+    json_t *v;
+    json_array_foreach(*ids, i, v)
+    {
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max_len)
+            return client_error(a, 400, "user_ids must be a list of end user ids of 1 to %zu bytes", max_len);
+    }
+    return GW_STORE_OK;
+}
+
+/* Python's repr of a list of strings, as LiteLLM's messages print it: ['a', 'b'] (bounded). */
+static void py_list(json_t *ids, char *out, size_t n)
+{
+    size_t o = (size_t)snprintf(out, n, "[");
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        if (o < n)
+            o += (size_t)snprintf(out + o, n - o, "%s'%s'", i ? ", " : "", json_string_value(v));
+    }
+    if (o < n)
+        o += (size_t)snprintf(out + o, n - o, "]");
+    if (o >= n && n > 5)
+        memcpy(out + n - 5, "...]", 5);
+}
+
+/* POST /customer/delete {"user_ids": […]}: all or nothing; 404 naming the ids that do not exist. */
 static int op_customer_delete(gw_store_conn_t *c, admin_req_t *a)
 {
-    return delete_entities(c, a, &E_CUSTOMER, "user_ids", "deleted_customers");
+    json_t *ids;
+    int st = take_user_ids(a, 1024, &ids);
+    if (st != GW_STORE_OK)
+        return st;
+    json_t *missing = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        int64_t n = 0;
+        gw_store_param_t p[] = {GW_P_TEXT(json_string_value(v))};
+        if ((st = gw_store_exec(c, "DELETE FROM end_users WHERE user_id = $1", p, 1, &n)) != GW_STORE_OK)
+            break;
+        if (n == 0)
+            json_array_append(missing, v);
+        else if ((st = note(c, a, "end_user", json_string_value(v))) != GW_STORE_OK)
+            break;
+    }
+    if (st == GW_STORE_OK && json_array_size(missing) > 0) { /* the transaction rolls the deletes back */
+        char list[512] = "";
+        size_t o = 0;
+        json_array_foreach(missing, i, v)
+        {
+            if (o < sizeof(list))
+                o +=
+                    (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", json_string_value(v));
+        }
+        st = client_error(a, 404, "End User Id(s)=%s do not exist in db", list);
+    }
+    json_decref(missing);
+    if (st != GW_STORE_OK)
+        return st;
+    char list[1024], msg[1100];
+    py_list(ids, list, sizeof(list));
+    snprintf(msg, sizeof(msg), "Successfully deleted customers with ids: %s", list);
+    a->out = json_pack("{s:I, s:s}", "deleted_customers", (json_int_t)json_array_size(ids), "message", msg);
+    return GW_STORE_OK;
+}
+
+/*
+ * POST /customer/block|unblock {"user_ids": […]}. Block creates the customer when it does not
+ * exist yet (LiteLLM's upsert), so that a user can be refused before its first request; the
+ * change reaches every worker at once and other instances through the changes poll, and the
+ * end-user cache then refuses its requests (endusers.h). Ids the cache cannot hold are refused
+ * here, since they could not be enforced. Unblock clears the flag of the customers that exist.
+ * Answers {"blocked_users": [rows]} or {"unblocked_users": [rows]}.
+ */
+static int set_customers_blocked(gw_store_conn_t *c, admin_req_t *a, int blocked)
+{
+    json_t *ids;
+    int st = take_user_ids(a, GW_EUCACHE_ID_MAX - 1, &ids);
+    if (st != GW_STORE_OK)
+        return st;
+    json_t *rows = json_array();
+    a->out = json_pack("{s:o}", blocked ? "blocked_users" : "unblocked_users", rows);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        int64_t n = 0;
+        gw_store_param_t p[] = {GW_P_TEXT(id), GW_P_BOOL(blocked), GW_P_TEXT(a->now)};
+        st = blocked
+                 ? gw_store_exec(
+                       c,
+                       "INSERT INTO end_users (user_id, blocked, created_at, updated_at) VALUES ($1, "
+                       "$2, $3, $3) ON CONFLICT (user_id) DO UPDATE SET blocked = $2, updated_at = $3",
+                       p, 3, &n)
+                 : gw_store_exec(c, "UPDATE end_users SET blocked = $2, updated_at = $3 WHERE user_id = $1",
+                                 p, 3, &n);
+        if (st == GW_STORE_OK && n > 0)
+            st = note(c, a, "end_user", id);
+        json_t *row = st == GW_STORE_OK && n > 0 ? fetch_one(c, "end_users", "user_id", id, &st) : NULL;
+        if (row != NULL)
+            json_array_append_new(rows, row);
+        if (st != GW_STORE_OK)
+            return st;
+    }
+    return GW_STORE_OK;
+}
+
+static int op_customer_block(gw_store_conn_t *c, admin_req_t *a)
+{
+    return set_customers_blocked(c, a, 1);
+}
+
+static int op_customer_unblock(gw_store_conn_t *c, admin_req_t *a)
+{
+    return set_customers_blocked(c, a, 0);
+}
+
+#define MAX_CUSTOMER_LIST 10000
+
+/* GET /customer/list: every customer with its litellm_budget_table (at most MAX_CUSTOMER_LIST). */
+static int op_customer_list(gw_store_conn_t *c, admin_req_t *a)
+{
+    json_t *rows = NULL, *budgets = NULL;
+    gw_store_param_t p[] = {GW_P_INT(MAX_CUSTOMER_LIST)};
+    int st = gw_store_query(c, "SELECT * FROM end_users ORDER BY created_at, user_id LIMIT $1", p, 1, &rows);
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c,
+                            "SELECT * FROM budgets WHERE budget_id IN (SELECT budget_id FROM end_users WHERE "
+                            "budget_id IS NOT NULL)",
+                            NULL, 0, &budgets);
+    json_t *by_id = json_object();
+    size_t i;
+    json_t *r;
+    json_array_foreach(budgets, i, r)
+    {
+        const char *bid = json_string_value(json_object_get(r, "budget_id"));
+        if (bid != NULL)
+            json_object_set(by_id, bid, api_row(r));
+    }
+    json_array_foreach(rows, i, r)
+    {
+        const char *bid = json_string_value(json_object_get(api_row(r), "budget_id"));
+        json_t *b = bid != NULL ? json_object_get(by_id, bid) : NULL;
+        json_object_set_new(r, "litellm_budget_table", b != NULL ? json_deep_copy(b) : json_null());
+    }
+    json_decref(by_id);
+    json_decref(budgets);
+    a->out = rows != NULL ? rows : json_array();
+    return st;
 }
 
 static int op_budget_new(gw_store_conn_t *c, admin_req_t *a)
@@ -1034,7 +1683,7 @@ static int op_org_new(gw_store_conn_t *c, admin_req_t *a)
     if (in_str(a, "organization_alias") == NULL)
         return client_error(a, 400, "organization_alias is required");
     int st = create_entity(c, a, &E_ORG, id, &a->out);
-    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_ORG, id, a->out);
+    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_ORG, id, a->out, 1);
 }
 
 static int op_org_info(gw_store_conn_t *c, admin_req_t *a)
@@ -1048,37 +1697,62 @@ static int op_org_info(gw_store_conn_t *c, admin_req_t *a)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Organization %.100s not found", id);
     a->out = row;
     json_object_set_new(row, "teams", fetch_all(c, "teams", "organization_id", id, &st));
-    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_ORG, id, row);
+    json_t *members = NULL; /* LiteLLM's organization members: here the users whose organization it is */
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
+    if (st == GW_STORE_OK)
+        st = gw_store_query(c,
+                            "SELECT user_id, organization_id, user_role, spend, created_at, updated_at "
+                            "FROM users WHERE organization_id = $1 ORDER BY created_at, user_id",
+                            p, 1, &members);
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) api_row(m);
+    json_object_set_new(row, "members", members != NULL ? members : json_array());
+    return st != GW_STORE_OK ? st : attach_budget(c, a, &E_ORG, id, row, 0);
 }
 
+/* Registration order matters: h2o takes the first prefix match, so "/key" (the path form of
+ * regenerate) comes after every other /key/… route. */
 static const admin_op_t ops[] = {
-    {"/key/generate", op_key_generate},
-    {"/key/info", op_key_info},
-    {"/key/update", op_key_update},
-    {"/key/delete", op_key_delete},
-    {"/key/regenerate", op_key_regenerate},
-    {"/key/list", op_key_list},
-    {"/key/block", op_key_block},
-    {"/key/unblock", op_key_unblock},
-    {"/user/new", op_user_new},
-    {"/user/info", op_user_info},
-    {"/user/update", op_user_update},
-    {"/user/delete", op_user_delete},
-    {"/team/new", op_team_new},
-    {"/team/info", op_team_info},
-    {"/team/update", op_team_update},
-    {"/team/delete", op_team_delete},
-    {"/team/member_add", op_team_member_add},
-    {"/customer/new", op_customer_new},
-    {"/customer/info", op_customer_info},
-    {"/customer/update", op_customer_update},
-    {"/customer/delete", op_customer_delete},
-    {"/end_user/new", op_customer_new},
-    {"/end_user/info", op_customer_info},
-    {"/budget/new", op_budget_new},
-    {"/budget/info", op_budget_info},
-    {"/organization/new", op_org_new},
-    {"/organization/info", op_org_info},
+    {"/key/generate", op_key_generate, 0},
+    {"/key/info", op_key_info, OP_READ | OP_SELF},
+    {"/key/update", op_key_update, 0},
+    {"/key/delete", op_key_delete, 0},
+    {"/key/regenerate", op_key_regenerate, 0},
+    {"/key/list", op_key_list, OP_READ | OP_SELF},
+    {"/key/block", op_key_block, 0},
+    {"/key/unblock", op_key_unblock, 0},
+    {"/key/health", op_key_health, OP_READ | OP_SELF},
+    {"/key", op_key_regenerate, OP_SUBPATH}, /* /key/<key>/regenerate */
+    {"/user/new", op_user_new, 0},
+    {"/user/info", op_user_info, OP_READ | OP_SELF},
+    {"/user/update", op_user_update, 0},
+    {"/user/list", op_user_list, OP_READ},
+    {"/user/delete", op_user_delete, 0},
+    {"/team/new", op_team_new, 0},
+    {"/team/info", op_team_info, OP_READ | OP_SELF},
+    {"/team/update", op_team_update, 0},
+    {"/team/list", op_team_list, OP_READ | OP_SELF},
+    {"/team/delete", op_team_delete, 0},
+    {"/team/member_add", op_team_member_add, 0},
+    {"/customer/new", op_customer_new, 0},
+    {"/customer/info", op_customer_info, OP_READ},
+    {"/customer/update", op_customer_update, 0},
+    {"/customer/delete", op_customer_delete, 0},
+    {"/customer/list", op_customer_list, OP_READ},
+    {"/customer/block", op_customer_block, 0},
+    {"/customer/unblock", op_customer_unblock, 0},
+    {"/end_user/new", op_customer_new, 0}, /* LiteLLM's older names, still served */
+    {"/end_user/info", op_customer_info, OP_READ},
+    {"/end_user/update", op_customer_update, 0},
+    {"/end_user/delete", op_customer_delete, 0},
+    {"/end_user/list", op_customer_list, OP_READ},
+    {"/end_user/block", op_customer_block, 0},
+    {"/end_user/unblock", op_customer_unblock, 0},
+    {"/budget/new", op_budget_new, 0},
+    {"/budget/info", op_budget_info, OP_READ},
+    {"/organization/new", op_org_new, 0},
+    {"/organization/info", op_org_info, OP_READ},
 };
 
 size_t gw_admin_n_routes(void)
@@ -1106,7 +1780,9 @@ static void reply_admin_error(gw_reqctx_t *rc, int status, const char *message)
     char *text = json_dumps(body, JSON_COMPACT);
     const char *reason = status == 400   ? "Bad Request"
                          : status == 401 ? "Unauthorized"
+                         : status == 403 ? "Forbidden"
                          : status == 404 ? "Not Found"
+                         : status == 422 ? "Unprocessable Entity"
                          : status == 503 ? "Service Unavailable"
                                          : "Internal Server Error";
     if (rc->error == NULL)
@@ -1129,6 +1805,7 @@ static int job_admin(gw_store_conn_t *c, void *ud)
 
 static void admin_free(admin_req_t *a)
 {
+    json_decref(a->caller);
     json_decref(a->in);
     json_decref(a->out);
     json_decref(a->changes);
@@ -1207,20 +1884,59 @@ static void add_query(json_t *obj, h2o_req_t *req)
     }
 }
 
+/*
+ * The key of the path form /key/<key>/regenerate: what follows op's path in req must be "/",
+ * a key or token (no '/'), then "/regenerate". 0 with *key set, else -1.
+ */
+static int subpath_key(h2o_req_t *req, const admin_op_t *op, h2o_iovec_t *key)
+{
+    static const char tail[] = "/regenerate";
+    size_t plen = strlen(op->path), n = req->path_normalized.len;
+    const char *p = req->path_normalized.base;
+    if (n <= plen + 1 + sizeof(tail) - 1 || p[plen] != '/' ||
+        memcmp(p + n - (sizeof(tail) - 1), tail, sizeof(tail) - 1) != 0)
+        return -1;
+    key->base = (char *)p + plen + 1;
+    key->len = n - plen - 1 - (sizeof(tail) - 1);
+    return key->len <= 256 && memchr(key->base, '/', key->len) == NULL ? 0 : -1;
+}
+
+/* The calling key for OP_SELF operations: {token, user_id, team_id, user_role}. */
+static json_t *caller_of(const gw_principal_t *p)
+{
+    json_t *o = json_pack("{s:s}", "token", p->token);
+    if (p->user_id != NULL)
+        json_object_set_new(o, "user_id", json_string(p->user_id));
+    if (p->team_id != NULL)
+        json_object_set_new(o, "team_id", json_string(p->team_id));
+    if (p->user_role != NULL)
+        json_object_set_new(o, "user_role", json_string(p->user_role));
+    return o;
+}
+
 static void admin_continue(gw_reqctx_t *rc)
 {
     h2o_req_t *req = rc->req;
-    if (!rc->is_admin) {
+    const admin_op_t *op = &ops[rc->auth_arg];
+    int viewer = rc->principal != NULL && rc->principal->user_role != NULL &&
+                 strcmp(rc->principal->user_role, "proxy_admin_viewer") == 0;
+    int admin_view = rc->is_admin || (viewer && (op->flags & OP_READ));
+    if (!admin_view && !(rc->principal != NULL && (op->flags & OP_SELF))) {
         char msg[200];
         snprintf(msg, sizeof(msg),
                  "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. "
                  "Route=%s",
-                 ops[rc->auth_arg].path);
+                 op->path);
         rc->error = "not_admin";
         return reply_admin_error(rc, 401, msg);
     }
-    if (rc->w->server->store == NULL)
+    if (rc->w->server->store == NULL && op->fn != op_key_health)
         return reply_admin_error(rc, 503, "no database configured");
+    if (op->fn == op_key_health) { /* nothing to read */
+        static const char healthy[] = "{\"key\":\"healthy\",\"logging_callbacks\":null}";
+        gw_reply_json(req, 200, "OK", healthy, sizeof(healthy) - 1);
+        return;
+    }
     json_t *in = NULL;
     if (req->entity.base != NULL && req->entity.len > 0) {
         json_error_t je;
@@ -1235,6 +1951,9 @@ static void admin_continue(gw_reqctx_t *rc)
         in = json_object();
     }
     add_query(in, req);
+    h2o_iovec_t pkey;
+    if ((op->flags & OP_SUBPATH) && subpath_key(req, op, &pkey) == 0) /* the path's key wins (LiteLLM) */
+        json_object_set_new(in, "key", json_stringn(pkey.base, pkey.len));
     admin_req_t *a = calloc(1, sizeof(*a));
     if (a == NULL) {
         json_decref(in);
@@ -1242,8 +1961,11 @@ static void admin_continue(gw_reqctx_t *rc)
     }
     a->w = rc->w;
     a->rc = rc;
-    a->op = &ops[rc->auth_arg];
+    a->op = op;
     a->in = in;
+    a->admin_view = admin_view;
+    if (rc->principal != NULL)
+        a->caller = caller_of(rc->principal);
     a->changes = json_array();
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1260,6 +1982,15 @@ static void admin_continue(gw_reqctx_t *rc)
 
 int gw_admin_handle(gw_reqctx_t *rc, size_t route)
 {
+    h2o_req_t *req = rc->req;
+    h2o_iovec_t key;
+    const admin_op_t *op = &ops[route];
+    /* h2o matched a path prefix: only the route's exact path (or its path form) is ours */
+    if ((op->flags & OP_SUBPATH) ? subpath_key(req, op, &key) != 0
+                                 : req->path_normalized.len != strlen(op->path)) {
+        rc->error = "not_found";
+        return gw_reply_error(req, GW_ERR_NOT_FOUND, "Not found", NULL), 0;
+    }
     rc->auth_arg = (int)route;
     if (gw_request_authenticate(rc, admin_continue) == 0)
         admin_continue(rc);

@@ -798,6 +798,14 @@ static void call_admit(gw_reqctx_t *rc)
     gw_enduser_t eu = {0};
     if (rc->end_user != NULL && gw_endusers_lookup(rc, rc->end_user, &eu, call_admit) != 0)
         return; /* parked, or replied */
+    /* LiteLLM's refusal of a blocked customer: 400, whoever the caller is */
+    if (eu.blocked) {
+        char msg[GW_EUCACHE_ID_MAX + 64];
+        snprintf(msg, sizeof(msg), "User blocked from making LLM API Calls. User=%s", rc->end_user);
+        rc->error = "end_user_blocked";
+        gw_request_error(rc, GW_ERR_BAD_REQUEST, msg, NULL);
+        return;
+    }
     if (rc->principal == NULL && !eu.has_limits) /* the master key, no end-user limits: nothing to admit */
         return start_call(c);
     const gw_price_t *price = c->route->priced ? &c->route->price : NULL;

@@ -15,7 +15,8 @@
 #include "gateway/server.h"
 
 const char gw_enduser_load_sql[] =
-    "SELECT e.user_id, e.spend AS spend, b.max_budget, b.soft_budget, b.budget_duration, b.budget_reset_at, "
+    "SELECT e.user_id, e.blocked, e.spend AS spend, b.max_budget, b.soft_budget, b.budget_duration, "
+    "b.budget_reset_at, "
     "b.rpm_limit, b.tpm_limit, b.max_parallel_requests FROM end_users e LEFT JOIN budgets b ON b.budget_id = "
     "e.budget_id WHERE e.user_id = $1";
 
@@ -113,6 +114,8 @@ static void read_row(const json_t *row, gw_enduser_t *v)
     const char *dur = json_string_value(json_object_get(row, "budget_duration"));
     snprintf(l->budget_duration, sizeof(l->budget_duration), "%s", dur != NULL ? dur : "");
     v->has_limits = l->max_budget >= 0 || l->rpm >= 0 || l->tpm >= 0 || l->max_parallel >= 0;
+    json_t *b = json_object_get(row, "blocked"); /* SQLite answers 0/1, PostgreSQL true/false */
+    v->blocked = json_is_true(b) || (json_is_integer(b) && json_integer_value(b) != 0);
 }
 
 static int job_load(gw_store_conn_t *c, void *ud)

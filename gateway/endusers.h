@@ -9,6 +9,9 @@
  * whose budget sets no limit, has no limits (LiteLLM's behaviour): the request is admitted as if
  * it had named no one. When it has limits, the call is admitted with one more scope,
  * GW_SCOPE_END_USER (policy.c), for every caller — the master key included, as LiteLLM does.
+ * A blocked end user (end_users.blocked: /customer/block, or blocked on /customer/new|update)
+ * is refused before admission on every model route, for every caller: 400, LiteLLM's "User
+ * blocked from making LLM API Calls. User=<id>" (call.c).
  *
  * Cache. One per worker (no locks): end-user id → its limits or "no limits". A miss submits a
  * store job and parks the request (rc->auth_link / rc->auth_cont, free once authentication is
@@ -37,6 +40,7 @@ struct gw_reqctx;
 
 typedef struct gw_enduser {
     int has_limits; /* a budget or a rate limit is set */
+    int blocked;    /* end_users.blocked (/customer/block): every request naming it is refused */
     gw_level_limits_t lim;
 } gw_enduser_t;
 

@@ -128,7 +128,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     gw_reqctx_t *rc = gw_request_begin(req);
     /* prefix match: only the exact path (or /v1/models/<id>) belongs to the route */
     size_t rest = req->path_normalized.len - h->prefix_len;
-    if (h->kind != R_NOT_FOUND && rest != 0 && !(h->kind == R_MODELS && req->path_normalized.base[h->prefix_len] == '/'))
+    if (h->kind != R_NOT_FOUND && h->kind != R_ADMIN && rest != 0 && /* admin.c checks its own paths */
+        !(h->kind == R_MODELS && req->path_normalized.base[h->prefix_len] == '/'))
         return gw_reply_error(req, GW_ERR_NOT_FOUND, "Not found", NULL), 0;
     switch (h->kind) {
     case R_CHAT:
