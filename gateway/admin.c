@@ -474,16 +474,18 @@ static int check_model_max_budget(admin_req_t *a)
         if ((b != NULL && !json_is_null(b) && (!json_is_number(b) || json_number_value(b) < 0)) ||
             (tp != NULL && !json_is_null(tp) &&
              (!json_is_string(tp) || gw_duration_parse(json_string_value(tp), &d) != 0)))
-            return client_error(a, 400,
-                                "model_max_budget['%.80s'] must be {\"budget_limit\": dollars, \"time_period\": "
-                                "\"1d\"} or an amount in dollars",
-                                model);
+            return client_error(
+                a, 400,
+                "model_max_budget['%.80s'] must be {\"budget_limit\": dollars, \"time_period\": "
+                "\"1d\"} or an amount in dollars",
+                model);
         if (json_is_object(v)) {
             json_t *r = json_object_get(v, "rpm_limit"), *t = json_object_get(v, "tpm_limit");
             if ((r != NULL && !json_is_null(r) && (!json_is_integer(r) || json_integer_value(r) < 0)) ||
                 (t != NULL && !json_is_null(t) && (!json_is_integer(t) || json_integer_value(t) < 0)))
-                return client_error(a, 400, "model_max_budget['%.80s']: rpm_limit and tpm_limit must be whole numbers",
-                                    model);
+                return client_error(
+                    a, 400, "model_max_budget['%.80s']: rpm_limit and tpm_limit must be whole numbers",
+                    model);
         }
     }
     return GW_STORE_OK;
@@ -508,7 +510,8 @@ static int fold_model_limits(gw_store_conn_t *c, admin_req_t *a, const char *tok
     if (merged == NULL && token != NULL) { /* update without metadata: the stored one */
         json_t *rows = NULL;
         gw_store_param_t p[] = {GW_P_TEXT(token)};
-        if ((st = gw_store_query(c, "SELECT metadata FROM keys WHERE token = $1", p, 1, &rows)) != GW_STORE_OK)
+        if ((st = gw_store_query(c, "SELECT metadata FROM keys WHERE token = $1", p, 1, &rows)) !=
+            GW_STORE_OK)
             return st;
         json_t *old = json_object_get(json_array_get(rows, 0), "metadata");
         merged = json_is_object(old) ? json_deep_copy(old) : NULL;
@@ -967,8 +970,9 @@ static int member_budget(gw_store_conn_t *c, admin_req_t *a, const char *uid, co
         st = insert_row(c, "budgets", &cs);
         gw_store_param_t q[] = {GW_P_TEXT(bid), GW_P_TEXT(uid), GW_P_TEXT(team_id)};
         if (st == GW_STORE_OK)
-            st = gw_store_exec(c, "UPDATE team_membership SET budget_id = $1 WHERE user_id = $2 AND team_id = $3", q,
-                               3, NULL);
+            st = gw_store_exec(
+                c, "UPDATE team_membership SET budget_id = $1 WHERE user_id = $2 AND team_id = $3", q, 3,
+                NULL);
     }
     cs_free(&cs);
     return st == GW_STORE_OK ? note(c, a, "budget", bid) : st;
@@ -1066,7 +1070,8 @@ static int op_team_member_update(gw_store_conn_t *c, admin_req_t *a)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Team %.100s not found", id);
     json_t *rows = NULL;
     gw_store_param_t p[] = {GW_P_TEXT(uid), GW_P_TEXT(id)};
-    st = gw_store_query(c, "SELECT user_id FROM team_membership WHERE user_id = $1 AND team_id = $2", p, 2, &rows);
+    st = gw_store_query(c, "SELECT user_id FROM team_membership WHERE user_id = $1 AND team_id = $2", p, 2,
+                        &rows);
     size_t found = json_array_size(rows);
     json_decref(rows);
     if (st == GW_STORE_OK && found == 0)
@@ -1076,11 +1081,12 @@ static int op_team_member_update(gw_store_conn_t *c, admin_req_t *a)
     if (st == GW_STORE_OK && role != NULL && json_is_array(members)) {
         size_t i;
         json_t *m;
-        json_array_foreach(members, i, m) if (json_equal(json_object_get(m, "user_id"), json_object_get(a->in, "user_id")))
+        json_array_foreach(
+            members, i, m) if (json_equal(json_object_get(m, "user_id"), json_object_get(a->in, "user_id")))
             json_object_set_new(m, "role", json_string(role));
         gw_store_param_t q[] = {GW_P_JSON(members), GW_P_TEXT(a->now), GW_P_TEXT(id)};
-        st = gw_store_exec(c, "UPDATE teams SET members_with_roles = $1, updated_at = $2 WHERE team_id = $3", q, 3,
-                           NULL);
+        st = gw_store_exec(c, "UPDATE teams SET members_with_roles = $1, updated_at = $2 WHERE team_id = $3",
+                           q, 3, NULL);
     }
     json_decref(team);
     if (st == GW_STORE_OK)

@@ -805,6 +805,6 @@ static void call_admit(gw_reqctx_t *rc)
     int64_t max_tokens = c->areq.max_tokens, scaled; /* n choices: n times the completion */
     if (max_tokens > 0 && c->areq.n > 1)
         max_tokens = __builtin_mul_overflow(max_tokens, c->areq.n, &scaled) ? INT64_MAX / 2 : scaled;
-    gw_policy_admit(rc, c->route, eu.has_limits ? &eu.lim : NULL, price, c->areq.body_len, max_tokens, on_admitted,
-                    c);
+    gw_policy_admit(rc, c->route, eu.has_limits ? &eu.lim : NULL, price, c->areq.body_len, max_tokens,
+                    on_admitted, c);
 }

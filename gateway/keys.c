@@ -473,10 +473,12 @@ int gw_model_limits_parse(const json_t *model_max_budget, const json_t *metadata
         json_object_foreach((json_t *)model_max_budget, model, v)
         {
             /* {"budget_limit": 0.5, "time_period": "1d", "rpm_limit", "tpm_limit"}, or a bare amount */
-            int64_t budget = json_is_object(v) ? dollars_of(json_object_get(v, "budget_limit")) : dollars_of(v);
+            int64_t budget =
+                json_is_object(v) ? dollars_of(json_object_get(v, "budget_limit")) : dollars_of(v);
             int64_t rpm = json_is_object(v) ? count_of(json_object_get(v, "rpm_limit")) : -1;
             int64_t tpm = json_is_object(v) ? count_of(json_object_get(v, "tpm_limit")) : -1;
-            const char *period = json_is_object(v) ? json_string_value(json_object_get(v, "time_period")) : NULL;
+            const char *period =
+                json_is_object(v) ? json_string_value(json_object_get(v, "time_period")) : NULL;
             gw_duration_t d = {0, 0};
             if (period != NULL && gw_duration_parse(period, &d) != 0)
                 continue; /* a period we cannot honour: better no entry than a budget that never resets */

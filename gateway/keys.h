@@ -108,11 +108,11 @@ typedef struct gw_level_limits {
  * ({"gpt-4o": n}; LiteLLM keeps the /key/generate fields there). -1 means none.
  */
 typedef struct gw_model_limit {
-    char *model;                  /* the model name as the client sends it (model group) */
+    char *model;                    /* the model name as the client sends it (model group) */
     char scope_id[GW_SCOPE_ID_MAX]; /* "<key hash>/<model>", or "<key hash>/#<sha256 prefix>" when long */
-    int64_t max_budget;           /* micro-dollars */
+    int64_t max_budget;             /* micro-dollars */
     int64_t rpm, tpm;
-    int64_t budget_duration_ms;   /* time_period; 0 = the budget never resets */
+    int64_t budget_duration_ms; /* time_period; 0 = the budget never resets */
 } gw_model_limit_t;
 
 /**

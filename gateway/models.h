@@ -32,7 +32,8 @@ typedef struct gw_route {
     int priced;       /* a price was found (table or overrides) */
     int is_mock;
     int wildcard; /* upstream_model contains '*' to be filled per request */
-    const struct gw_model_group *group; /* the group this deployment serves */
+    /* the group this deployment serves */
+    const struct gw_model_group *group;
 } gw_route_t;
 
 typedef struct gw_model_group {

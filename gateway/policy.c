@@ -113,12 +113,14 @@ static void add_global_scope(gw_limits_scope_t *s, size_t *n, const gw_policy_gl
 
 int gw_policy_needs_admission(const gw_reqctx_t *rc, const gw_route_t *route)
 {
-    return (route != NULL && route->group != NULL && route->group->limited) || rc->w->server->global_budget != NULL;
+    return (route != NULL && route->group != NULL && route->group->limited) ||
+           rc->w->server->global_budget != NULL;
 }
 
-gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_route_t *route, const gw_level_limits_t *end_user,
-                                    const gw_price_t *price, size_t est_prompt_bytes, int64_t max_tokens,
-                                    gw_policy_cont_fn cont, void *ud)
+gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_route_t *route,
+                                    const gw_level_limits_t *end_user, const gw_price_t *price,
+                                    size_t est_prompt_bytes, int64_t max_tokens, gw_policy_cont_fn cont,
+                                    void *ud)
 {
     const gw_principal_t *p = rc->principal;
     const gw_policy_global_t *global = rc->w->server->global_budget;
@@ -337,15 +339,17 @@ static int job_seed(gw_store_conn_t *c, void *ud)
     seed_job_t *sj = ud;
     json_t *rows = NULL;
     gw_store_param_t p[] = {GW_P_TEXT(sj->since)};
-    int st = sj->since != NULL ? gw_store_query(c,
-                                                "SELECT COALESCE(SUM(spend), 0) AS s FROM spend_logs "
-                                                "WHERE \"startTime\" >= $1",
-                                                p, 1, &rows)
-                               : gw_store_query(c, "SELECT COALESCE(SUM(spend), 0) AS s FROM spend_logs", NULL, 0,
-                                                &rows);
+    int st = sj->since != NULL
+                 ? gw_store_query(c,
+                                  "SELECT COALESCE(SUM(spend), 0) AS s FROM spend_logs "
+                                  "WHERE \"startTime\" >= $1",
+                                  p, 1, &rows)
+                 : gw_store_query(c, "SELECT COALESCE(SUM(spend), 0) AS s FROM spend_logs", NULL, 0, &rows);
     if (st == GW_STORE_OK) {
         json_t *v = json_object_get(json_array_get(rows, 0), "s");
-        sj->spend = json_is_integer(v) ? json_integer_value(v) : json_is_real(v) ? (int64_t)json_real_value(v) : 0;
+        sj->spend = json_is_integer(v) ? json_integer_value(v)
+                    : json_is_real(v)  ? (int64_t)json_real_value(v)
+                                       : 0;
     }
     json_decref(rows);
     return st;
@@ -380,7 +384,8 @@ int gw_policy_global_init(const gw_config_t *cfg, gw_store_t *st, int64_t now_ms
     int64_t start = 0, end = 0;
     if (dur != NULL && dur[0] != '\0') {
         if (strlen(dur) >= sizeof(g->duration) || gw_policy_period(dur, now_ms, &start, &end) != 0) {
-            snprintf(err, errlen, "litellm_settings.budget_duration must be a duration like \"30s\", \"1d\" or \"1mo\"");
+            snprintf(err, errlen,
+                     "litellm_settings.budget_duration must be a duration like \"30s\", \"1d\" or \"1mo\"");
             free(g);
             return -1;
         }

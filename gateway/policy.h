@@ -52,8 +52,8 @@ typedef struct gw_policy_global {
  * *out = NULL when none is configured (then nothing is added to any admission). Returns 0, or -1
  * with err set (a malformed max_budget or budget_duration, or the store failed).
  */
-int gw_policy_global_init(const gw_config_t *cfg, struct gw_store *st, int64_t now_ms, gw_policy_global_t **out,
-                          char *err, size_t errlen);
+int gw_policy_global_init(const gw_config_t *cfg, struct gw_store *st, int64_t now_ms,
+                          gw_policy_global_t **out, char *err, size_t errlen);
 
 /**
  * The period of a clock-aligned budget containing now_ms: [*start, *end). Durations as
@@ -77,7 +77,8 @@ int gw_policy_needs_admission(const gw_reqctx_t *rc, const struct gw_route *rout
  */
 gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const struct gw_route *route,
                                     const struct gw_level_limits *end_user, const struct gw_price *price,
-                                    size_t est_prompt_bytes, int64_t max_tokens, gw_policy_cont_fn cont, void *ud);
+                                    size_t est_prompt_bytes, int64_t max_tokens, gw_policy_cont_fn cont,
+                                    void *ud);
 
 /** The client left: cont will not run; an admission that still arrives is released. */
 void gw_policy_cancel(gw_policy_ticket_t *t);

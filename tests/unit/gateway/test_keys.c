@@ -219,11 +219,13 @@ static int job_insert(gw_store_conn_t *c, void *ud)
         st = gw_store_exec(c, "INSERT INTO users (user_id, user_role) VALUES ('u1', 'internal_user')", NULL,
                            0, NULL);
     if (st == GW_STORE_OK)
-        st = gw_store_exec(c, "INSERT INTO team_membership (user_id, team_id, spend, budget_id) VALUES ('u1', 't1', 7, 'b1')",
-                           NULL, 0, NULL);
+        st = gw_store_exec(
+            c,
+            "INSERT INTO team_membership (user_id, team_id, spend, budget_id) VALUES ('u1', 't1', 7, 'b1')",
+            NULL, 0, NULL);
     if (st == GW_STORE_OK)
-        st = gw_store_exec(c, "INSERT INTO budgets (budget_id, max_budget, tpm_limit) VALUES ('b1', 900, 50)", NULL, 0,
-                           NULL);
+        st = gw_store_exec(c, "INSERT INTO budgets (budget_id, max_budget, tpm_limit) VALUES ('b1', 900, 50)",
+                           NULL, 0, NULL);
     return st;
 }
 
@@ -288,15 +290,19 @@ Test(keys, model_limits_parse)
         int64_t budget, rpm, tpm, dur_ms;
         int found;
     } cases[] = {
-        {"{\"gpt-4o\": {\"budget_limit\": 0.0001, \"time_period\": \"1d\"}}", "{}", "gpt-4o", 100, -1, -1, 86400000, 1},
+        {"{\"gpt-4o\": {\"budget_limit\": 0.0001, \"time_period\": \"1d\"}}", "{}", "gpt-4o", 100, -1, -1,
+         86400000, 1},
         {"{\"gpt-4o\": 0.5}", "{}", "gpt-4o", 500000, -1, -1, 0, 1},
         {"{\"gpt-4o\": \"0.5\"}", "{}", "gpt-4o", 500000, -1, -1, 0, 1},
-        {"{\"gpt-4o\": {\"budget_limit\": 1, \"time_period\": \"1mo\", \"rpm_limit\": 3, \"tpm_limit\": 9}}", "{}",
-         "gpt-4o", 1000000, 3, 9, 30LL * 86400000, 1},
-        {"{}", "{\"model_rpm_limit\": {\"a\": 2}, \"model_tpm_limit\": {\"a\": 100, \"b\": 5}}", "a", -1, 2, 100, 0, 1},
-        {"{}", "{\"model_rpm_limit\": {\"a\": 2}, \"model_tpm_limit\": {\"a\": 100, \"b\": 5}}", "b", -1, -1, 5, 0, 1},
+        {"{\"gpt-4o\": {\"budget_limit\": 1, \"time_period\": \"1mo\", \"rpm_limit\": 3, \"tpm_limit\": 9}}",
+         "{}", "gpt-4o", 1000000, 3, 9, 30LL * 86400000, 1},
+        {"{}", "{\"model_rpm_limit\": {\"a\": 2}, \"model_tpm_limit\": {\"a\": 100, \"b\": 5}}", "a", -1, 2,
+         100, 0, 1},
+        {"{}", "{\"model_rpm_limit\": {\"a\": 2}, \"model_tpm_limit\": {\"a\": 100, \"b\": 5}}", "b", -1, -1,
+         5, 0, 1},
         /* metadata wins over model_max_budget's rpm_limit */
-        {"{\"a\": {\"budget_limit\": 1, \"rpm_limit\": 3}}", "{\"model_rpm_limit\": {\"a\": 7}}", "a", 1000000, 7, -1, 0, 1},
+        {"{\"a\": {\"budget_limit\": 1, \"rpm_limit\": 3}}", "{\"model_rpm_limit\": {\"a\": 7}}", "a",
+         1000000, 7, -1, 0, 1},
         {"{\"a\": {\"budget_limit\": 1, \"time_period\": \"1 day\"}}", "{}", "a", 0, 0, 0, 0, 0},
         {"{\"a\": -1}", "{}", "a", 0, 0, 0, 0, 0},
         {"{\"a\": {}}", "{}", "a", 0, 0, 0, 0, 0},
@@ -317,7 +323,8 @@ Test(keys, model_limits_parse)
                 e = &l[k];
         cr_assert_eq(e != NULL, cases[i].found, "case %zu", i);
         if (e != NULL) {
-            cr_assert_eq(e->max_budget, cases[i].budget, "case %zu: budget %lld", i, (long long)e->max_budget);
+            cr_assert_eq(e->max_budget, cases[i].budget, "case %zu: budget %lld", i,
+                         (long long)e->max_budget);
             cr_assert_eq(e->rpm, cases[i].rpm, "case %zu", i);
             cr_assert_eq(e->tpm, cases[i].tpm, "case %zu", i);
             cr_assert_eq(e->budget_duration_ms, cases[i].dur_ms, "case %zu", i);
@@ -349,7 +356,8 @@ Test(keys, scope_id_join)
     gw_scope_id_join("7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c", longm, a);
     gw_scope_id_join("7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c", longm2, b);
     cr_assert_lt(strlen(a), GW_SCOPE_ID_MAX);
-    cr_assert(strncmp(a, "7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c/#", 66) == 0, "%s", a);
+    cr_assert(strncmp(a, "7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c/#", 66) == 0, "%s",
+              a);
     cr_assert_str_neq(a, b);
     gw_scope_id_join(longm, "t", a);
     gw_scope_id_join(longm2, "t", b);

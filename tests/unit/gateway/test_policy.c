@@ -116,7 +116,8 @@ Test(policy, global_seed_sqlite)
     cr_assert_null(g, "no max_budget: no global scope");
     gw_config_free(c);
 
-    static const char *bad[] = {"  max_budget: -1", "  max_budget: lots", "  max_budget: 1\n  budget_duration: 1 day"};
+    static const char *bad[] = {"  max_budget: -1", "  max_budget: lots",
+                                "  max_budget: 1\n  budget_duration: 1 day"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         c = config(bad[i]);
         err[0] = '\0';
