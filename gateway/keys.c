@@ -366,7 +366,9 @@ void gw_scope_id_join(const char *a, const char *b, char out[GW_SCOPE_ID_MAX])
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la + 1 + lb < GW_SCOPE_ID_MAX) {
-        snprintf(out, GW_SCOPE_ID_MAX, "%s/%s", a, b);
+        memcpy(out, a, la);
+        out[la] = '/';
+        memcpy(out + la + 1, b, lb + 1);
         return;
     }
     char hex[GW_KEY_HASH_LEN + 1];
