@@ -6,8 +6,10 @@
  * its SHA-256 as 64 lowercase hex digits (LiteLLM's scheme). The master key is compared on the
  * request path before any of this (request.c).
  *
- * Principal. What the store says about a key and its owners (user, team, organization), read in
- * one query by a store job and frozen into a gw_principal_t: immutable after load, reference
+ * Principal. What the store says about a key and its owners (user, team, the user's membership
+ * of that team, organization) and the key's per-model limits, read in one query by a store job
+ * and frozen into a gw_principal_t (JSON limits parsed there, never per request): immutable after
+ * load, reference
  * counted, used only on the worker that loaded it (so the count needs no atomics).
  *
  * Cache. Each worker owns one cache (no locks): token hash → principal, or "unknown" (negative

@@ -1,15 +1,16 @@
 /*
  * policy.h — what a virtual key's call must pass before it reaches a provider, and what it leaves
- * behind: admission against the key's, user's, team's and organization's limits and budgets
- * (gateway/limits.h: rpm, tpm, max_parallel, budgets with periods) with a reservation of the
- * call's estimated cost, settlement of the real cost when the call ends, and the spend record
- * written to the journal (gateway/spend.h) before the response's last byte.
+ * behind: admission against the limits and budgets of every level of the hierarchy (key, key ×
+ * model, model group, team, team member, user, end user, organization, global; gateway/limits.h:
+ * rpm, tpm, max_parallel, budgets with periods) with a reservation of the call's estimated cost,
+ * settlement of the real cost when the call ends, and the spend record written to the journal
+ * (gateway/spend.h) before the response's last byte.
  *
  * The master key is not limited by key, user, team or organization (it is the operator's); an end
- * user with limits (endusers.h: the request's `user`) is enforced for every caller, the master
- * key included, as LiteLLM does. Calls run on the worker's loop; the admission answer may come
- * later (Redis), so the caller gets a ticket it cancels if the client leaves first — a late
- * answer then releases its own reservation.
+ * user with limits (endusers.h: the request's `user`), a model group's deployment limits and the
+ * global budget are enforced for every caller, the master key included, as LiteLLM does. Calls
+ * run on the worker's loop; the admission answer may come later (Redis), so the caller gets a
+ * ticket it cancels if the client leaves first — a late answer then releases its own reservation.
  */
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
