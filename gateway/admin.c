@@ -396,6 +396,18 @@ static json_t *fetch_all(gw_store_conn_t *c, const char *table, const char *idco
 
 /* ---- keys ---------------------------------------------------------------------------------- */
 
+/* LiteLLM's key responses carry the request's model_rpm_limit / model_tpm_limit (the stored
+ * copies are in metadata). */
+static void echo_model_limits(const admin_req_t *a, json_t *row)
+{
+    static const char *names[] = {"model_rpm_limit", "model_tpm_limit"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(a->in, names[i]);
+        if (v != NULL)
+            json_object_set(row, names[i], v);
+    }
+}
+
 static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, json_t **out)
 {
     char key[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
@@ -433,6 +445,7 @@ static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, j
     json_object_set_new(row, "token_id", json_string(token));
     json_t *dur = json_object_get(a->in, "duration");
     json_object_set(row, "duration", dur != NULL ? dur : json_null());
+    echo_model_limits(a, row);
     *out = row;
     return GW_STORE_OK;
 }
@@ -564,6 +577,7 @@ static int finish_key_write(gw_store_conn_t *c, admin_req_t *a, const char *toke
     if (row == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Key not found in database");
     json_object_set_new(row, "key", json_string(in_str(a, "key")));
+    echo_model_limits(a, row);
     a->out = row;
     return GW_STORE_OK;
 }

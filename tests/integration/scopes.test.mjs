@@ -125,7 +125,10 @@ describe('scopes on SQLite, one instance', () => {
   });
 
   test('model_rpm_limit / model_tpm_limit live in metadata and limit that model only', async () => {
-    const key = await newKey({ model_rpm_limit: { priced: 2 }, metadata: { team: 'x' } });
+    const g = await admin('/key/generate', { model_rpm_limit: { priced: 2 }, metadata: { team: 'x' } });
+    assert.deepEqual(g.model_rpm_limit, { priced: 2 }, 'the response echoes the field, as LiteLLM does');
+    const key = g.key;
+    secrets.push(key);
     const info = await getJSON(`${tg.url}/key/info?key=${key}`);
     assert.deepEqual(info.json.info.metadata, { team: 'x', model_rpm_limit: { priced: 2 } });
     await roomInMinute();
