@@ -502,7 +502,8 @@ int gw_model_limits_parse(const json_t *model_max_budget, const json_t *metadata
         free(l);
         return 0;
     }
-    *out = l;
+    gw_model_limit_t *fit = realloc(l, k * sizeof(*l)); /* cached per worker: keep only what is used */
+    *out = fit != NULL ? fit : l;
     *n = k;
     return 0;
 }
