@@ -455,6 +455,18 @@ static int pick_key(gw_store_conn_t *c, admin_req_t *a, const char *given, char 
     return GW_STORE_OK;
 }
 
+/* LiteLLM's key responses carry the request's model_rpm_limit / model_tpm_limit (the stored
+ * copies are in metadata). */
+static void echo_model_limits(const admin_req_t *a, json_t *row)
+{
+    static const char *names[] = {"model_rpm_limit", "model_tpm_limit"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(a->in, names[i]);
+        if (v != NULL)
+            json_object_set(row, names[i], v);
+    }
+}
+
 static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, json_t **out)
 {
     char gen[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
@@ -494,13 +506,104 @@ static int create_key(gw_store_conn_t *c, admin_req_t *a, const char *user_id, j
     json_object_set_new(row, "token_id", json_string(token));
     json_t *dur = json_object_get(a->in, "duration");
     json_object_set(row, "duration", dur != NULL ? dur : json_null());
+    echo_model_limits(a, row);
     *out = row;
+    return GW_STORE_OK;
+}
+
+/*
+ * Per-model limits of a key. LiteLLM accepts `model_rpm_limit` / `model_tpm_limit`
+ * ({"model": n}) as /key/generate and /key/update fields and keeps them in the key's metadata
+ * (where /key/info shows them); they are folded into `metadata` here the same way (on update,
+ * into the stored metadata when the request brings none). `model_max_budget` is checked:
+ * {"model": {"budget_limit": dollars, "time_period": "1d", "rpm_limit": n, "tpm_limit": n}} or
+ * the older {"model": dollars}; it is stored as LiteLLM writes it (dollars).
+ */
+static int check_count_map(admin_req_t *a, const char *name, json_t *v)
+{
+    const char *model;
+    json_t *n;
+    if (!json_is_object(v))
+        return client_error(a, 400, "%s must be an object of model name to a whole number", name);
+    json_object_foreach(v, model, n)
+    {
+        if (!json_is_integer(n) || json_integer_value(n) < 0)
+            return client_error(a, 400, "%s must be an object of model name to a whole number", name);
+    }
+    return GW_STORE_OK;
+}
+
+static int check_model_max_budget(admin_req_t *a)
+{
+    json_t *mmb = json_object_get(a->in, "model_max_budget");
+    const char *model;
+    json_t *v;
+    if (!json_is_object(mmb))
+        return GW_STORE_OK; /* absent or null; a non-object is take_fields' error */
+    json_object_foreach(mmb, model, v)
+    {
+        json_t *b = json_is_object(v) ? json_object_get(v, "budget_limit") : v;
+        json_t *tp = json_is_object(v) ? json_object_get(v, "time_period") : NULL;
+        gw_duration_t d;
+        if ((b != NULL && !json_is_null(b) && (!json_is_number(b) || json_number_value(b) < 0)) ||
+            (tp != NULL && !json_is_null(tp) &&
+             (!json_is_string(tp) || gw_duration_parse(json_string_value(tp), &d) != 0)))
+            return client_error(
+                a, 400,
+                "model_max_budget['%.80s'] must be {\"budget_limit\": dollars, \"time_period\": "
+                "\"1d\"} or an amount in dollars",
+                model);
+        if (json_is_object(v)) {
+            json_t *r = json_object_get(v, "rpm_limit"), *t = json_object_get(v, "tpm_limit");
+            if ((r != NULL && !json_is_null(r) && (!json_is_integer(r) || json_integer_value(r) < 0)) ||
+                (t != NULL && !json_is_null(t) && (!json_is_integer(t) || json_integer_value(t) < 0)))
+                return client_error(
+                    a, 400, "model_max_budget['%.80s']: rpm_limit and tpm_limit must be whole numbers",
+                    model);
+        }
+    }
+    return GW_STORE_OK;
+}
+
+static int fold_model_limits(gw_store_conn_t *c, admin_req_t *a, const char *token)
+{
+    static const char *names[] = {"model_rpm_limit", "model_tpm_limit"};
+    int st = check_model_max_budget(a);
+    json_t *given[2] = {NULL, NULL};
+    for (size_t i = 0; i < 2 && st == GW_STORE_OK; i++) {
+        json_t *v = json_object_get(a->in, names[i]);
+        if (v != NULL && !json_is_null(v) && (st = check_count_map(a, names[i], v)) == GW_STORE_OK)
+            given[i] = v;
+    }
+    if (st != GW_STORE_OK || (given[0] == NULL && given[1] == NULL))
+        return st;
+    json_t *md = json_object_get(a->in, "metadata");
+    if (md != NULL && !json_is_object(md) && !json_is_null(md))
+        return client_error(a, 400, "metadata must be a JSON object");
+    json_t *merged = json_is_object(md) ? json_deep_copy(md) : NULL;
+    if (merged == NULL && token != NULL) { /* update without metadata: the stored one */
+        json_t *rows = NULL;
+        gw_store_param_t p[] = {GW_P_TEXT(token)};
+        if ((st = gw_store_query(c, "SELECT metadata FROM keys WHERE token = $1", p, 1, &rows)) !=
+            GW_STORE_OK)
+            return st;
+        json_t *old = json_object_get(json_array_get(rows, 0), "metadata");
+        merged = json_is_object(old) ? json_deep_copy(old) : NULL;
+        json_decref(rows);
+    }
+    if (merged == NULL)
+        merged = json_object();
+    for (size_t i = 0; i < 2; i++)
+        if (given[i] != NULL)
+            json_object_set(merged, names[i], given[i]);
+    json_object_set_new(a->in, "metadata", merged);
     return GW_STORE_OK;
 }
 
 static int op_key_generate(gw_store_conn_t *c, admin_req_t *a)
 {
-    return create_key(c, a, NULL, &a->out);
+    int st = fold_model_limits(c, a, NULL);
+    return st != GW_STORE_OK ? st : create_key(c, a, NULL, &a->out);
 }
 
 /* The token the request names in `key` (a key or its hash). */
@@ -556,6 +659,7 @@ static int finish_key_write(gw_store_conn_t *c, admin_req_t *a, const char *toke
     if (row == NULL)
         return st != GW_STORE_OK ? st : client_error(a, 404, "Key not found in database");
     json_object_set_new(row, "key", json_string(in_str(a, "key")));
+    echo_model_limits(a, row);
     a->out = row;
     return GW_STORE_OK;
 }
@@ -567,6 +671,8 @@ static int op_key_update(gw_store_conn_t *c, admin_req_t *a)
     colset_t cs;
     cs_init(&cs);
     int64_t changed = 0;
+    if (st == GW_STORE_OK)
+        st = fold_model_limits(c, a, token);
     if (st == GW_STORE_OK)
         st = take_fields(a, key_fields, NF(key_fields), &cs);
     if (st == GW_STORE_OK)
@@ -893,7 +999,8 @@ static int delete_entities(gw_store_conn_t *c, admin_req_t *a, const entity_t *e
     return GW_STORE_OK;
 }
 
-static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out);
+static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out,
+                    int member_limits);
 
 static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
 {
@@ -911,7 +1018,7 @@ static int op_user_new(gw_store_conn_t *c, admin_req_t *a)
         json_t *exists =
             json_is_string(t) ? fetch_one(c, "teams", "team_id", json_string_value(t), &st) : NULL;
         if (exists != NULL)
-            st = team_add(c, a, json_string_value(t), m, &team);
+            st = team_add(c, a, json_string_value(t), m, &team, 0);
         json_decref(exists);
         json_decref(team);
         json_decref(m);
@@ -1163,7 +1270,7 @@ static int op_team_new(gw_store_conn_t *c, admin_req_t *a)
     }
     int st = create_entity(c, a, &E_TEAM, id, &a->out);
     json_t *team = NULL;
-    if (st == GW_STORE_OK && members != NULL && (st = team_add(c, a, id, members, &team)) == GW_STORE_OK) {
+    if (st == GW_STORE_OK && members != NULL && (st = team_add(c, a, id, members, &team, 0)) == GW_STORE_OK) {
         json_object_del(team, "updated_users");
         json_decref(a->out);
         a->out = team;
@@ -1270,6 +1377,58 @@ static int op_team_delete(gw_store_conn_t *c, admin_req_t *a)
     return st != GW_STORE_OK ? st : delete_entities(c, a, &E_TEAM, "team_ids", "deleted_teams");
 }
 
+/*
+ * A team member's limits (LiteLLM: `max_budget_in_team`, and on /team/member_update also
+ * `rpm_limit` / `tpm_limit`) live in a budgets row that team_membership.budget_id points to:
+ * created and linked on first use, updated afterwards. Nothing happens when the request sets none
+ * of them. A null clears that limit.
+ */
+static const field_t member_budget_fields[] = {
+    {"max_budget_in_team", F_MONEY},
+    {"rpm_limit", F_INT},
+    {"tpm_limit", F_INT},
+};
+
+static int member_budget(gw_store_conn_t *c, admin_req_t *a, const char *uid, const char *team_id)
+{
+    colset_t cs;
+    cs_init(&cs);
+    int st = take_fields(a, member_budget_fields, NF(member_budget_fields), &cs);
+    if (st != GW_STORE_OK || cs.n == 0) {
+        cs_free(&cs);
+        return st;
+    }
+    for (size_t i = 0; i < cs.n; i++)
+        if (strcmp(cs.col[i], "max_budget_in_team") == 0)
+            cs.col[i] = "max_budget";
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(uid), GW_P_TEXT(team_id)};
+    st = gw_store_query(c, "SELECT budget_id FROM team_membership WHERE user_id = $1 AND team_id = $2", p, 2,
+                        &rows);
+    const char *have = json_string_value(json_object_get(json_array_get(rows, 0), "budget_id"));
+    char bid[37];
+    snprintf(bid, sizeof(bid), "%s", have != NULL ? have : "");
+    json_decref(rows);
+    if (st == GW_STORE_OK && bid[0] != '\0') {
+        int64_t changed = 0;
+        cs_add(&cs, "updated_at", GW_P_TEXT(a->now));
+        st = update_row(c, "budgets", "budget_id", bid, &cs, &changed);
+    } else if (st == GW_STORE_OK) {
+        random_id(bid);
+        cs_add(&cs, "budget_id", GW_P_TEXT(bid));
+        cs_add(&cs, "created_at", GW_P_TEXT(a->now));
+        cs_add(&cs, "updated_at", GW_P_TEXT(a->now));
+        st = insert_row(c, "budgets", &cs);
+        gw_store_param_t q[] = {GW_P_TEXT(bid), GW_P_TEXT(uid), GW_P_TEXT(team_id)};
+        if (st == GW_STORE_OK)
+            st = gw_store_exec(
+                c, "UPDATE team_membership SET budget_id = $1 WHERE user_id = $2 AND team_id = $3", q, 3,
+                NULL);
+    }
+    cs_free(&cs);
+    return st == GW_STORE_OK ? note(c, a, "budget", bid) : st;
+}
+
 /* Adds one member {role, user_id} to the team row's members_with_roles and the membership table. */
 /* A member named only by user_email (LiteLLM allows it): that user, created when missing. */
 static int member_by_email(gw_store_conn_t *c, admin_req_t *a, const char *email, char uid[128])
@@ -1295,7 +1454,7 @@ static int member_by_email(gw_store_conn_t *c, admin_req_t *a, const char *email
 }
 
 static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, json_t *members, json_t *m,
-                      json_t *updated)
+                      json_t *updated, int member_limits)
 {
     const char *uid = json_string_value(json_object_get(m, "user_id"));
     const char *role = json_string_value(json_object_get(m, "role"));
@@ -1344,6 +1503,8 @@ static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, j
         st = gw_store_exec(c, "UPDATE users SET teams = $1 WHERE user_id = $2", q, 2, NULL);
         json_array_append_new(updated, user);
     }
+    if (st == GW_STORE_OK && member_limits)
+        st = member_budget(c, a, uid, team_id);
     if (st == GW_STORE_OK)
         st = note(c, a, "team_membership", mid);
     if (st == GW_STORE_OK)
@@ -1351,8 +1512,13 @@ static int add_member(gw_store_conn_t *c, admin_req_t *a, const char *team_id, j
     return st;
 }
 
-/* Adds member (one {user_id, role} or a list of them) to team id; *out: the team row after it. */
-static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out)
+/*
+ * Adds member (one {user_id, role} or a list of them) to team id; *out: the team row after it.
+ * member_limits: the request's max_budget_in_team (/team/member_add) applies to each member; other
+ * callers (/user/new, /team/new) carry the user's or team's own limits in the same fields.
+ */
+static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *member, json_t **out,
+                    int member_limits)
 {
     int st;
     json_t *team = fetch_one(c, "teams", "team_id", id, &st);
@@ -1368,8 +1534,8 @@ static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *
         size_t i;
         json_t *m;
         json_array_foreach(member, i,
-                           m) if ((st = add_member(c, a, id, members, m, updated)) != GW_STORE_OK) return st;
-    } else if ((st = add_member(c, a, id, members, member, updated)) != GW_STORE_OK) {
+                           m) if ((st = add_member(c, a, id, members, m, updated, member_limits)) != GW_STORE_OK) return st;
+    } else if ((st = add_member(c, a, id, members, member, updated, member_limits)) != GW_STORE_OK) {
         return st;
     }
     gw_store_param_t p[] = {GW_P_JSON(members), GW_P_TEXT(a->now), GW_P_TEXT(id)};
@@ -1385,7 +1551,56 @@ static int op_team_member_add(gw_store_conn_t *c, admin_req_t *a)
     json_t *member = json_object_get(a->in, "member");
     if (id == NULL || member == NULL)
         return client_error(a, 400, "team_id and member are required");
-    return team_add(c, a, id, member, &a->out);
+    return team_add(c, a, id, member, &a->out, 1);
+}
+
+/* POST {team_id, user_id, max_budget_in_team?, rpm_limit?, tpm_limit?, role?}: LiteLLM's
+ * TeamMemberUpdateResponse {team_id, user_id, user_email, max_budget_in_team}. */
+static int op_team_member_update(gw_store_conn_t *c, admin_req_t *a)
+{
+    const char *id = in_str(a, "team_id"), *uid = in_str(a, "user_id");
+    if (id == NULL || uid == NULL)
+        return client_error(a, 400, "team_id and user_id are required");
+    int st;
+    json_t *team = fetch_one(c, "teams", "team_id", id, &st);
+    if (team == NULL)
+        return st != GW_STORE_OK ? st : client_error(a, 404, "Team %.100s not found", id);
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(uid), GW_P_TEXT(id)};
+    st = gw_store_query(c, "SELECT user_id FROM team_membership WHERE user_id = $1 AND team_id = $2", p, 2,
+                        &rows);
+    size_t found = json_array_size(rows);
+    json_decref(rows);
+    if (st == GW_STORE_OK && found == 0)
+        st = client_error(a, 400, "User %.100s is not a member of team %.100s", uid, id);
+    const char *role = in_str(a, "role");
+    json_t *members = json_object_get(team, "members_with_roles");
+    if (st == GW_STORE_OK && role != NULL && json_is_array(members)) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(
+            members, i, m) if (json_equal(json_object_get(m, "user_id"), json_object_get(a->in, "user_id")))
+            json_object_set_new(m, "role", json_string(role));
+        gw_store_param_t q[] = {GW_P_JSON(members), GW_P_TEXT(a->now), GW_P_TEXT(id)};
+        st = gw_store_exec(c, "UPDATE teams SET members_with_roles = $1, updated_at = $2 WHERE team_id = $3",
+                           q, 3, NULL);
+    }
+    json_decref(team);
+    if (st == GW_STORE_OK)
+        st = member_budget(c, a, uid, id);
+    char mid[300];
+    snprintf(mid, sizeof(mid), "%s/%s", uid, id);
+    if (st == GW_STORE_OK)
+        st = note(c, a, "team_membership", mid);
+    if (st == GW_STORE_OK)
+        st = note(c, a, "team", id);
+    if (st != GW_STORE_OK)
+        return st;
+    json_t *mb = json_object_get(a->in, "max_budget_in_team");
+    a->out = json_pack("{s:s, s:s, s:O, s:O}", "team_id", id, "user_id", uid, "user_email",
+                       json_object_get(a->in, "user_email") ?: json_null(), "max_budget_in_team",
+                       mb != NULL ? mb : json_null());
+    return GW_STORE_OK;
 }
 
 /* Customers and organizations keep their limits in a budgets row (LiteLLM's litellm_budget_table). */
@@ -1735,6 +1950,7 @@ static const admin_op_t ops[] = {
     {"/team/list", op_team_list, OP_READ | OP_SELF},
     {"/team/delete", op_team_delete, 0},
     {"/team/member_add", op_team_member_add, 0},
+    {"/team/member_update", op_team_member_update, 0},
     {"/customer/new", op_customer_new, 0},
     {"/customer/info", op_customer_info, OP_READ},
     {"/customer/update", op_customer_update, 0},

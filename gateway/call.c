@@ -806,11 +806,13 @@ static void call_admit(gw_reqctx_t *rc)
         gw_request_error(rc, GW_ERR_BAD_REQUEST, msg, NULL);
         return;
     }
-    if (rc->principal == NULL && !eu.has_limits) /* the master key, no end-user limits: nothing to admit */
+    /* the master key, no end-user limits, no model or global limits: nothing to admit */
+    if (rc->principal == NULL && !eu.has_limits && !gw_policy_needs_admission(rc, c->route))
         return start_call(c);
     const gw_price_t *price = c->route->priced ? &c->route->price : NULL;
     int64_t max_tokens = c->areq.max_tokens, scaled; /* n choices: n times the completion */
     if (max_tokens > 0 && c->areq.n > 1)
         max_tokens = __builtin_mul_overflow(max_tokens, c->areq.n, &scaled) ? INT64_MAX / 2 : scaled;
-    gw_policy_admit(rc, eu.has_limits ? &eu.lim : NULL, price, c->areq.body_len, max_tokens, on_admitted, c);
+    gw_policy_admit(rc, c->route, eu.has_limits ? &eu.lim : NULL, price, c->areq.body_len, max_tokens,
+                    on_admitted, c);
 }

@@ -16,6 +16,7 @@
 
 #include "gateway/endusers.h"
 #include "gateway/errors.h"
+#include "gateway/pricing.h"
 #include "gateway/request.h"
 #include "gateway/server.h"
 
@@ -193,17 +194,30 @@ const char gw_principal_load_sql[] =
         "t_", "t") ", o.spend AS o_spend, ob.max_budget AS o_max_budget, ob.soft_budget AS o_soft_budget, "
                    "ob.budget_duration AS o_budget_duration, ob.budget_reset_at AS o_budget_reset_at, "
                    "ob.rpm_limit AS o_rpm_limit, "
-                   "ob.tpm_limit AS o_tpm_limit, ob.max_parallel_requests AS o_max_parallel_requests "
+                   "ob.tpm_limit AS o_tpm_limit, ob.max_parallel_requests AS o_max_parallel_requests, "
+                   "k.model_max_budget AS k_model_max_budget, k.metadata AS k_metadata, "
+                   "tm.budget_id AS m_budget_id, tm.spend AS m_spend, mb.max_budget AS m_max_budget, "
+                   "mb.soft_budget AS m_soft_budget, mb.budget_duration AS m_budget_duration, "
+                   "mb.budget_reset_at AS m_budget_reset_at, mb.rpm_limit AS m_rpm_limit, "
+                   "mb.tpm_limit AS m_tpm_limit, mb.max_parallel_requests AS m_max_parallel_requests "
                    "FROM keys k LEFT JOIN users u ON u.user_id = k.user_id LEFT JOIN teams t ON t.team_id = "
                    "k.team_id "
                    "LEFT JOIN organizations o ON o.organization_id = COALESCE(k.organization_id, "
                    "t.organization_id) "
-                   "LEFT JOIN budgets ob ON ob.budget_id = o.budget_id WHERE k.token = $1";
+                   "LEFT JOIN budgets ob ON ob.budget_id = o.budget_id "
+                   "LEFT JOIN team_membership tm ON tm.user_id = k.user_id AND tm.team_id = k.team_id "
+                   "LEFT JOIN budgets mb ON mb.budget_id = tm.budget_id WHERE k.token = $1";
 
 static char *dup_str(const json_t *row, const char *col)
 {
     const char *v = json_string_value(json_object_get(row, col));
     return v != NULL && v[0] != '\0' ? strdup(v) : NULL;
+}
+
+static int dup_str_present(const json_t *row, const char *col)
+{
+    const char *v = json_string_value(json_object_get(row, col));
+    return v != NULL && v[0] != '\0';
 }
 
 static int64_t int_or(const json_t *row, const char *col, int64_t dflt)
@@ -262,6 +276,17 @@ gw_principal_t *gw_principal_from_row(const json_t *row)
     read_limits(row, "u_", &p->user);
     read_limits(row, "t_", &p->team);
     read_limits(row, "o_", &p->org);
+    if (p->user_id != NULL && p->team_id != NULL && dup_str_present(row, "m_budget_id")) {
+        read_limits(row, "m_", &p->member);
+        const gw_level_limits_t *ml = &p->member;
+        p->has_member = ml->max_budget >= 0 || ml->rpm >= 0 || ml->tpm >= 0 || ml->max_parallel >= 0;
+        gw_scope_id_join(p->user_id, p->team_id, p->member_id);
+    }
+    if (gw_model_limits_parse(json_object_get(row, "k_model_max_budget"), json_object_get(row, "k_metadata"),
+                              p->token, &p->model_limits, &p->n_model_limits) != 0) {
+        gw_principal_release(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -281,6 +306,7 @@ void gw_principal_release(gw_principal_t *p)
     free(p->user_role);
     json_decref(p->models);
     json_decref(p->team_models);
+    gw_model_limits_free(p->model_limits, p->n_model_limits);
     free(p);
 }
 
@@ -333,6 +359,169 @@ int gw_principal_restricted(const gw_principal_t *p)
 int gw_principal_is_admin(const gw_principal_t *p)
 {
     return p->user_role != NULL && strcmp(p->user_role, "proxy_admin") == 0;
+}
+
+const gw_model_limit_t *gw_principal_model_limit(const gw_principal_t *p, const char *model)
+{
+    for (size_t i = 0; i < p->n_model_limits; i++)
+        if (strcmp(p->model_limits[i].model, model) == 0)
+            return &p->model_limits[i];
+    return NULL;
+}
+
+/* ---- per-model limits ----------------------------------------------------------------------- */
+
+void gw_scope_id_join(const char *a, const char *b, char out[GW_SCOPE_ID_MAX])
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + 1 + lb < GW_SCOPE_ID_MAX) {
+        memcpy(out, a, la);
+        out[la] = '/';
+        memcpy(out + la + 1, b, lb + 1);
+        return;
+    }
+    char hex[GW_KEY_HASH_LEN + 1];
+    if (la + 2 + 32 < GW_SCOPE_ID_MAX) {
+        gw_key_hash_hex(b, lb, hex);
+        snprintf(out, GW_SCOPE_ID_MAX, "%s/#%.32s", a, hex);
+        return;
+    }
+    char *joined = malloc(la + lb + 2);
+    if (joined != NULL) {
+        memcpy(joined, a, la);
+        joined[la] = '/';
+        memcpy(joined + la + 1, b, lb + 1);
+        gw_key_hash_hex(joined, la + 1 + lb, hex);
+        free(joined);
+    } else {
+        gw_key_hash_hex(a, la, hex); /* out of memory: coarser, never unlimited */
+    }
+    snprintf(out, GW_SCOPE_ID_MAX, "#%.32s", hex);
+}
+
+/* A non-negative whole number (integers, or reals with no fraction as JSON writers produce). */
+static int64_t count_of(const json_t *v)
+{
+    if (json_is_integer(v))
+        return json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 9e18)
+        return (int64_t)json_real_value(v);
+    if (json_is_string(v)) {
+        char *end;
+        long long x = strtoll(json_string_value(v), &end, 10);
+        return end != json_string_value(v) && *end == '\0' && x >= 0 ? x : -1;
+    }
+    return -1;
+}
+
+/* Dollars (a number, or a numeric string) → micro-dollars; -1 when not an amount. */
+static int64_t dollars_of(const json_t *v)
+{
+    uint64_t micros;
+    double d;
+    if (json_is_number(v))
+        d = json_number_value(v);
+    else if (json_is_string(v)) {
+        char *end;
+        d = strtod(json_string_value(v), &end);
+        if (end == json_string_value(v) || *end != '\0')
+            return -1;
+    } else
+        return -1;
+    if (gw_pricing_double_usd(d, 6, &micros) != GW_PRICING_OK || micros > (uint64_t)INT64_MAX)
+        return -1;
+    return (int64_t)micros;
+}
+
+static gw_model_limit_t *entry_for(gw_model_limit_t *l, size_t *n, const char *model, const char *token)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(l[i].model, model) == 0)
+            return &l[i];
+    if (*n >= GW_MODEL_LIMITS_MAX)
+        return NULL;
+    gw_model_limit_t *e = &l[*n];
+    if ((e->model = strdup(model)) == NULL)
+        return NULL;
+    (*n)++;
+    e->max_budget = e->rpm = e->tpm = -1;
+    e->budget_duration_ms = 0;
+    gw_scope_id_join(token, model, e->scope_id);
+    return e;
+}
+
+static void take_counts(gw_model_limit_t *l, size_t *n, const json_t *map, const char *token, int tpm)
+{
+    const char *model;
+    json_t *v;
+    if (!json_is_object(map))
+        return;
+    json_object_foreach((json_t *)map, model, v)
+    {
+        int64_t c = count_of(v);
+        gw_model_limit_t *e = c >= 0 ? entry_for(l, n, model, token) : NULL;
+        if (e != NULL)
+            *(tpm ? &e->tpm : &e->rpm) = c;
+    }
+}
+
+int gw_model_limits_parse(const json_t *model_max_budget, const json_t *metadata, const char *token,
+                          gw_model_limit_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    const json_t *mrpm = json_object_get(metadata, "model_rpm_limit");
+    const json_t *mtpm = json_object_get(metadata, "model_tpm_limit");
+    if (json_object_size(model_max_budget) == 0 && json_object_size(mrpm) == 0 && json_object_size(mtpm) == 0)
+        return 0; /* the common case: nothing per model, nothing allocated */
+    gw_model_limit_t *l = calloc(GW_MODEL_LIMITS_MAX, sizeof(*l));
+    if (l == NULL)
+        return -1;
+    size_t k = 0;
+    const char *model;
+    json_t *v;
+    if (json_is_object(model_max_budget)) {
+        json_object_foreach((json_t *)model_max_budget, model, v)
+        {
+            /* {"budget_limit": 0.5, "time_period": "1d", "rpm_limit", "tpm_limit"}, or a bare amount */
+            int64_t budget =
+                json_is_object(v) ? dollars_of(json_object_get(v, "budget_limit")) : dollars_of(v);
+            int64_t rpm = json_is_object(v) ? count_of(json_object_get(v, "rpm_limit")) : -1;
+            int64_t tpm = json_is_object(v) ? count_of(json_object_get(v, "tpm_limit")) : -1;
+            const char *period =
+                json_is_object(v) ? json_string_value(json_object_get(v, "time_period")) : NULL;
+            gw_duration_t d = {0, 0};
+            if (period != NULL && gw_duration_parse(period, &d) != 0)
+                continue; /* a period we cannot honour: better no entry than a budget that never resets */
+            if (budget < 0 && rpm < 0 && tpm < 0)
+                continue;
+            gw_model_limit_t *e = entry_for(l, &k, model, token);
+            if (e == NULL)
+                continue;
+            e->max_budget = budget;
+            e->rpm = rpm;
+            e->tpm = tpm;
+            e->budget_duration_ms = (d.seconds + (int64_t)d.months * 30 * 86400) * 1000;
+        }
+    }
+    /* metadata's maps win over model_max_budget's rpm/tpm (LiteLLM looks there first) */
+    take_counts(l, &k, mrpm, token, 0);
+    take_counts(l, &k, mtpm, token, 1);
+    if (k == 0) {
+        free(l);
+        return 0;
+    }
+    gw_model_limit_t *fit = realloc(l, k * sizeof(*l)); /* cached per worker: keep only what is used */
+    *out = fit != NULL ? fit : l;
+    *n = k;
+    return 0;
+}
+
+void gw_model_limits_free(gw_model_limit_t *l, size_t n)
+{
+    for (size_t i = 0; l != NULL && i < n; i++)
+        free(l[i].model);
+    free(l);
 }
 
 /* ---- the per-worker cache ------------------------------------------------------------------- */

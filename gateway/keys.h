@@ -6,8 +6,10 @@
  * its SHA-256 as 64 lowercase hex digits (LiteLLM's scheme). The master key is compared on the
  * request path before any of this (request.c).
  *
- * Principal. What the store says about a key and its owners (user, team, organization), read in
- * one query by a store job and frozen into a gw_principal_t: immutable after load, reference
+ * Principal. What the store says about a key and its owners (user, team, the user's membership
+ * of that team, organization) and the key's per-model limits, read in one query by a store job
+ * and frozen into a gw_principal_t (JSON limits parsed there, never per request): immutable after
+ * load, reference
  * counted, used only on the worker that loaded it (so the count needs no atomics).
  *
  * Cache. Each worker owns one cache (no locks): token hash → principal, or "unknown" (negative
@@ -106,6 +108,41 @@ typedef struct gw_level_limits {
     char budget_duration[16];   /* "" = none */
 } gw_level_limits_t;
 
+/** Bytes of a precomputed scope id (GW_LIMITS_ID_MAX in limits.h), NUL included. */
+#define GW_SCOPE_ID_MAX 128
+/** Per-model entries a key may carry (model_max_budget / model_rpm_limit / model_tpm_limit). */
+#define GW_MODEL_LIMITS_MAX 64
+
+/**
+ * One model's limits on a key (the key × model scope): from model_max_budget
+ * ({"gpt-4o": {"budget_limit": 0.5, "time_period": "1d", "rpm_limit": n, "tpm_limit": n}}, or
+ * LiteLLM's older {"gpt-4o": 0.5}) and from metadata.model_rpm_limit / model_tpm_limit
+ * ({"gpt-4o": n}; LiteLLM keeps the /key/generate fields there). -1 means none.
+ */
+typedef struct gw_model_limit {
+    char *model;                    /* the model name as the client sends it (model group) */
+    char scope_id[GW_SCOPE_ID_MAX]; /* "<key hash>/<model>", or "<key hash>/#<sha256 prefix>" when long */
+    int64_t max_budget;             /* micro-dollars */
+    int64_t rpm, tpm;
+    int64_t budget_duration_ms; /* time_period; 0 = the budget never resets */
+} gw_model_limit_t;
+
+/**
+ * Parses a key's per-model limits (see gw_model_limit_t) into a new array (*out, *n; NULL/0 when
+ * there are none). Entries that are not understood (negative amounts, bad durations) are
+ * skipped, at most GW_MODEL_LIMITS_MAX are kept. token is the key's hash (for the scope ids).
+ * Returns 0, or -1 on allocation failure. Free with gw_model_limits_free.
+ */
+int gw_model_limits_parse(const json_t *model_max_budget, const json_t *metadata, const char *token,
+                          gw_model_limit_t **out, size_t *n);
+void gw_model_limits_free(gw_model_limit_t *l, size_t n);
+
+/**
+ * The scope id "a/b" into out; when it would not fit, "a/#" + the first 32 hex digits of
+ * SHA-256(b) (or "#" + 32 hex of SHA-256("a/b") when a alone is too long), so ids stay unique.
+ */
+void gw_scope_id_join(const char *a, const char *b, char out[GW_SCOPE_ID_MAX]);
+
 typedef struct gw_principal {
     int refs;
     char token[GW_KEY_HASH_LEN + 1];
@@ -116,6 +153,14 @@ typedef struct gw_principal {
     int team_blocked;
     int64_t expires_ms; /* 0 = never */
     gw_level_limits_t key, user, team, org;
+    /* The team member (team_membership of user_id in team_id with a budget_id): its budget's
+     * limits, spend from team_membership.spend. has_member = 0 when there is none or it sets no
+     * limit; member_id is "user_id/team_id" (gw_scope_id_join). */
+    int has_member;
+    gw_level_limits_t member;
+    char member_id[GW_SCOPE_ID_MAX];
+    gw_model_limit_t *model_limits; /* per-model limits of the key, parsed at load */
+    size_t n_model_limits;
 } gw_principal_t;
 
 /** Builds a principal (refs 1) from a row of the load query; NULL on allocation failure. */
@@ -129,6 +174,8 @@ int gw_principal_model_allowed(const gw_principal_t *p, const char *model);
 int gw_principal_restricted(const gw_principal_t *p);
 /** 1 when the key's user has user_role proxy_admin. */
 int gw_principal_is_admin(const gw_principal_t *p);
+/** The key's limits for model (the client's model name), or NULL when it has none. */
+const gw_model_limit_t *gw_principal_model_limit(const gw_principal_t *p, const char *model);
 
 /** The load job's SQL (one statement, $1 = token); exposed for tests. */
 extern const char gw_principal_load_sql[];

@@ -185,6 +185,31 @@ static void build_hash(gw_models_t *m)
     }
 }
 
+/* A group limit is the sum over its deployments; one deployment without it leaves the group
+ * unlimited (its capacity is unknown). */
+static int64_t sum_limit(int64_t total, int64_t v)
+{
+    if (total < 0 || v <= 0)
+        return -1;
+    return __builtin_add_overflow(total, v, &total) ? INT64_MAX : total;
+}
+
+static void group_limits(gw_model_group_t *g)
+{
+    g->rpm = g->tpm = g->max_parallel = 0;
+    for (size_t i = 0; i < g->n_routes; i++) {
+        const gw_deployment_t *d = g->routes[i]->dep;
+        json_t *mp = json_object_get(d->litellm_params, "max_parallel_requests");
+        g->rpm = sum_limit(g->rpm, d->rpm);
+        g->tpm = sum_limit(g->tpm, d->tpm);
+        g->max_parallel = sum_limit(g->max_parallel, json_is_integer(mp) ? json_integer_value(mp) : 0);
+        g->routes[i]->group = g;
+    }
+    if (g->n_routes == 0)
+        g->rpm = g->tpm = g->max_parallel = -1;
+    g->limited = g->rpm >= 0 || g->tpm >= 0 || g->max_parallel >= 0;
+}
+
 gw_models_t *gw_models_create(const gw_config_t *cfg, char *err, size_t errlen)
 {
     gw_models_t *m = calloc(1, sizeof(*m));
@@ -203,6 +228,8 @@ gw_models_t *gw_models_create(const gw_config_t *cfg, char *err, size_t errlen)
         if (add_to_group(group_for(m, d->model_name), &m->routes[i]) != 0)
             goto fail;
     }
+    for (size_t i = 0; i < m->n_groups; i++)
+        group_limits(&m->groups[i]);
     build_hash(m);
     if (m->hash == NULL)
         goto fail;

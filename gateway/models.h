@@ -32,6 +32,8 @@ typedef struct gw_route {
     int priced;       /* a price was found (table or overrides) */
     int is_mock;
     int wildcard; /* upstream_model contains '*' to be filled per request */
+    /* the group this deployment serves */
+    const struct gw_model_group *group;
 } gw_route_t;
 
 typedef struct gw_model_group {
@@ -41,6 +43,11 @@ typedef struct gw_model_group {
     double total_weight;
     int is_pattern;
     size_t prefix_len; /* for patterns: characters before the '*' */
+    /* The group's capacity as the model scope of admission (limits.h GW_SCOPE_MODEL, id = name):
+     * the sum of its deployments' rpm / tpm / litellm_params.max_parallel_requests when every
+     * deployment sets it, else -1 (no limit). limited = any of them is set. */
+    int64_t rpm, tpm, max_parallel;
+    int limited;
 } gw_model_group_t;
 
 typedef struct gw_models {

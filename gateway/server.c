@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gateway/budgets.h"
@@ -29,6 +30,7 @@
 #include "gateway/handlers.h"
 #include "gateway/keys.h"
 #include "gateway/models.h"
+#include "gateway/policy.h"
 #include "gateway/pricing.h"
 #include "gateway/limits.h"
 #include "gateway/spend.h"
@@ -306,12 +308,23 @@ static int open_policy(gw_server_t *s, char *err, size_t errlen)
         snprintf(err, errlen, "limits: %s", e);
         return -1;
     }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (gw_policy_global_init(s->cfg, s->store, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                              &s->global_budget, e, sizeof(e)) != 0) {
+        snprintf(err, errlen, "global budget: %s", e);
+        gw_limits_destroy(s->limits);
+        s->limits = NULL;
+        return -1;
+    }
     const char *dir = getenv("TOLLGATE_DATA_DIR");
     s->spend = gw_spend_open(dir != NULL && dir[0] != '\0' ? dir : "data", s->store, NULL, e, sizeof(e));
     if (s->spend == NULL) {
         snprintf(err, errlen, "spend journal: %s", e);
         gw_limits_destroy(s->limits);
         s->limits = NULL;
+        free(s->global_budget);
+        s->global_budget = NULL;
         return -1;
     }
     return 0;
@@ -432,6 +445,7 @@ void gw_server_destroy(gw_server_t *s)
         return;
     gw_spend_close(s->spend); /* drains the journal into the store while it is still open */
     gw_limits_destroy(s->limits);
+    free(s->global_budget);
     gw_store_close(s->store);
     gw_models_destroy(s->models);
     gw_pricing_destroy(s->pricing);

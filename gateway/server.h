@@ -71,6 +71,8 @@ struct gw_server {
     struct gw_pricing *pricing; /* price table, read-only */
     struct gw_limits *limits;   /* rate limits and budgets (limits.h) */
     struct gw_spend *spend;     /* the spend journal and its writer (spend.h) */
+    /* litellm_settings.max_budget (policy.h); NULL: none */
+    struct gw_policy_global *global_budget;
     h2o_globalconf_t globalconf;
     gw_worker_t *workers;
     unsigned n_workers;

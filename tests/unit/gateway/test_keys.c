@@ -230,8 +230,10 @@ static int job_insert(gw_store_conn_t *c, void *ud)
     gw_store_param_t p[] = {GW_P_TEXT("7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c")};
     int st =
         gw_store_exec(c,
-                      "INSERT INTO keys (token, key_alias, user_id, team_id, models, max_budget, rpm_limit) "
-                      "VALUES ($1, 'al', 'u1', 't1', '[\"m\"]', 2000000, 3)",
+                      "INSERT INTO keys (token, key_alias, user_id, team_id, models, max_budget, rpm_limit, "
+                      "model_max_budget, metadata) VALUES ($1, 'al', 'u1', 't1', '[\"m\"]', 2000000, 3, "
+                      "'{\"m\": {\"budget_limit\": 0.25, \"time_period\": \"1h\"}}', "
+                      "'{\"model_rpm_limit\": {\"m\": 4}}')",
                       p, 1, NULL);
     if (st == GW_STORE_OK)
         st = gw_store_exec(
@@ -242,6 +244,14 @@ static int job_insert(gw_store_conn_t *c, void *ud)
     if (st == GW_STORE_OK)
         st = gw_store_exec(c, "INSERT INTO users (user_id, user_role) VALUES ('u1', 'internal_user')", NULL,
                            0, NULL);
+    if (st == GW_STORE_OK)
+        st = gw_store_exec(
+            c,
+            "INSERT INTO team_membership (user_id, team_id, spend, budget_id) VALUES ('u1', 't1', 7, 'b1')",
+            NULL, 0, NULL);
+    if (st == GW_STORE_OK)
+        st = gw_store_exec(c, "INSERT INTO budgets (budget_id, max_budget, tpm_limit) VALUES ('b1', 900, 50)",
+                           NULL, 0, NULL);
     return st;
 }
 
@@ -273,6 +283,18 @@ Test(keys, load_query_sqlite)
     cr_assert_str_eq(p->user_role, "internal_user");
     cr_assert(gw_principal_model_allowed(p, "m"));
     cr_assert(!gw_principal_model_allowed(p, "n"), "the key's own list is narrower than the team's");
+    cr_assert(p->has_member);
+    cr_assert_str_eq(p->member_id, "u1/t1");
+    cr_assert_eq(p->member.max_budget, 900);
+    cr_assert_eq(p->member.tpm, 50);
+    cr_assert_eq(p->member.rpm, -1);
+    cr_assert_eq(p->member.spend, 7);
+    const gw_model_limit_t *ml = gw_principal_model_limit(p, "m");
+    cr_assert_not_null(ml);
+    cr_assert_eq(ml->max_budget, 250000);
+    cr_assert_eq(ml->budget_duration_ms, 3600000);
+    cr_assert_eq(ml->rpm, 4);
+    cr_assert_null(gw_principal_model_limit(p, "n"));
     gw_principal_release(p);
     json_decref(l.rows);
     l = (load_t){"0000000000000000000000000000000000000000000000000000000000000000", NULL};
@@ -283,4 +305,89 @@ Test(keys, load_query_sqlite)
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Per-model limits: LiteLLM's two model_max_budget forms, metadata's maps, bad entries skipped. */
+Test(keys, model_limits_parse)
+{
+    static const char token[] = "7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c";
+    static const struct {
+        const char *mmb, *metadata, *model;
+        int64_t budget, rpm, tpm, dur_ms;
+        int found;
+    } cases[] = {
+        {"{\"gpt-4o\": {\"budget_limit\": 0.0001, \"time_period\": \"1d\"}}", "{}", "gpt-4o", 100, -1, -1,
+         86400000, 1},
+        {"{\"gpt-4o\": 0.5}", "{}", "gpt-4o", 500000, -1, -1, 0, 1},
+        {"{\"gpt-4o\": \"0.5\"}", "{}", "gpt-4o", 500000, -1, -1, 0, 1},
+        {"{\"gpt-4o\": {\"budget_limit\": 1, \"time_period\": \"1mo\", \"rpm_limit\": 3, \"tpm_limit\": 9}}",
+         "{}", "gpt-4o", 1000000, 3, 9, 30LL * 86400000, 1},
+        {"{}", "{\"model_rpm_limit\": {\"a\": 2}, \"model_tpm_limit\": {\"a\": 100, \"b\": 5}}", "a", -1, 2,
+         100, 0, 1},
+        {"{}", "{\"model_rpm_limit\": {\"a\": 2}, \"model_tpm_limit\": {\"a\": 100, \"b\": 5}}", "b", -1, -1,
+         5, 0, 1},
+        /* metadata wins over model_max_budget's rpm_limit */
+        {"{\"a\": {\"budget_limit\": 1, \"rpm_limit\": 3}}", "{\"model_rpm_limit\": {\"a\": 7}}", "a",
+         1000000, 7, -1, 0, 1},
+        {"{\"a\": {\"budget_limit\": 1, \"time_period\": \"1 day\"}}", "{}", "a", 0, 0, 0, 0, 0},
+        {"{\"a\": -1}", "{}", "a", 0, 0, 0, 0, 0},
+        {"{\"a\": {}}", "{}", "a", 0, 0, 0, 0, 0},
+        {"{}", "{\"model_rpm_limit\": {\"a\": -3}}", "a", 0, 0, 0, 0, 0},
+        {"{}", "{\"model_rpm_limit\": [1]}", "a", 0, 0, 0, 0, 0},
+        {"{\"a\": 1}", "{}", "other", 0, 0, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *mmb = json_loads(cases[i].mmb, 0, NULL), *md = json_loads(cases[i].metadata, 0, NULL);
+        cr_assert_not_null(mmb, "case %zu", i);
+        cr_assert_not_null(md, "case %zu", i);
+        gw_model_limit_t *l = NULL;
+        size_t n = 0;
+        cr_assert_eq(gw_model_limits_parse(mmb, md, token, &l, &n), 0, "case %zu", i);
+        const gw_model_limit_t *e = NULL;
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(l[k].model, cases[i].model) == 0)
+                e = &l[k];
+        cr_assert_eq(e != NULL, cases[i].found, "case %zu", i);
+        if (e != NULL) {
+            cr_assert_eq(e->max_budget, cases[i].budget, "case %zu: budget %lld", i,
+                         (long long)e->max_budget);
+            cr_assert_eq(e->rpm, cases[i].rpm, "case %zu", i);
+            cr_assert_eq(e->tpm, cases[i].tpm, "case %zu", i);
+            cr_assert_eq(e->budget_duration_ms, cases[i].dur_ms, "case %zu", i);
+            char want[GW_SCOPE_ID_MAX];
+            snprintf(want, sizeof(want), "%s/%s", token, cases[i].model);
+            cr_assert_str_eq(e->scope_id, want, "case %zu", i);
+        }
+        gw_model_limits_free(l, n);
+        json_decref(mmb);
+        json_decref(md);
+    }
+    gw_model_limit_t *l = (gw_model_limit_t *)1;
+    size_t n = 1;
+    cr_assert_eq(gw_model_limits_parse(NULL, NULL, token, &l, &n), 0);
+    cr_assert_null(l, "nothing per model: nothing allocated");
+    cr_assert_eq(n, 0);
+}
+
+/* Scope ids stay under the limiter's ceiling and stay distinct when they have to be shortened. */
+Test(keys, scope_id_join)
+{
+    char a[GW_SCOPE_ID_MAX], b[GW_SCOPE_ID_MAX], longm[200], longm2[200];
+    gw_scope_id_join("u1", "t1", a);
+    cr_assert_str_eq(a, "u1/t1");
+    memset(longm, 'x', sizeof(longm) - 1);
+    longm[sizeof(longm) - 1] = '\0';
+    memcpy(longm2, longm, sizeof(longm));
+    longm2[150] = 'y';
+    gw_scope_id_join("7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c", longm, a);
+    gw_scope_id_join("7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c", longm2, b);
+    cr_assert_lt(strlen(a), GW_SCOPE_ID_MAX);
+    cr_assert(strncmp(a, "7517f1185369c69f459bdfe9b6d4ff6a53fdc28d6574ecead42fb9c36958362c/#", 66) == 0, "%s",
+              a);
+    cr_assert_str_neq(a, b);
+    gw_scope_id_join(longm, "t", a);
+    gw_scope_id_join(longm2, "t", b);
+    cr_assert_eq(a[0], '#');
+    cr_assert_eq(strlen(a), 33);
+    cr_assert_str_neq(a, b);
 }
