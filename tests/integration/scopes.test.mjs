@@ -189,6 +189,18 @@ describe('scopes on SQLite, one instance', () => {
     assert.equal(notMember.status, 400, notMember.text);
   });
 
+  test("a team's or user's own limits on /team/new and /user/new are not copied into member budgets", async () => {
+    const team = (
+      await admin('/team/new', { team_alias: 'own-limits', rpm_limit: 7, max_budget: 3, members_with_roles: [{ role: 'user', user_id: 'tm-own' }] })
+    ).team_id;
+    await admin('/user/new', { user_id: 'tm-own2', teams: [team], rpm_limit: 9, max_budget: 2 });
+    const info = await getJSON(`${tg.url}/team/info?team_id=${team}`);
+    assert.equal(info.status, 200, info.text);
+    const mems = info.json.team_memberships.filter((x) => x.user_id === 'tm-own' || x.user_id === 'tm-own2');
+    assert.equal(mems.length, 2, `both memberships exist: ${info.text}`);
+    for (const m of mems) assert.equal(m.budget_id ?? null, null, `no member budget from the team's or user's own fields: ${JSON.stringify(m)}`);
+  });
+
   test('deployment rpm limits the model group for every caller, on chat, embeddings and /v1/chat', async () => {
     await roomInMinute();
     const key = await newKey({});
