@@ -415,6 +415,7 @@ typedef struct setting {
 } setting_t;
 
 static const char *const UPSTREAM_CLIENTS[] = {"auto", "curl", NULL}; /* gw_upstream_client_t */
+static const char *const JOURNAL_SYNCS[] = {"interval", "always", "none", NULL}; /* gw_spend_sync_mode_t */
 
 #define SOFF(f) offsetof(gw_server_settings_t, f)
 static const setting_t SETTINGS[] = {
@@ -430,6 +431,9 @@ static const setting_t SETTINGS[] = {
     {"drain_timeout_ms", S_MS, SOFF(drain_timeout_ms), 0, WEEK_MS, NULL},
     {"max_streams_per_conn", S_INT, SOFF(max_streams_per_conn), 1, 10000, NULL},
     {"upstream_client", S_ENUM, SOFF(upstream_client), 0, 1, UPSTREAM_CLIENTS},
+    {"journal_sync", S_ENUM, SOFF(journal_sync), 0, 2, JOURNAL_SYNCS},
+    {"journal_sync_ms", S_MS, SOFF(journal_sync_ms), 1, 60000, NULL},
+    {"spend_writer_ms", S_MS, SOFF(spend_writer_ms), 1, 60000, NULL},
 };
 #define N_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 
@@ -447,6 +451,8 @@ static int server_defaults(gw_server_settings_t *s)
         .connect_timeout_ms = 10000,
         .drain_timeout_ms = 30000,
         .max_streams_per_conn = 100,
+        .journal_sync_ms = 100,
+        .spend_writer_ms = 100,
     };
     return s->host ? 0 : -1;
 }
@@ -473,8 +479,10 @@ static int apply_setting(loader_t *ld, const json_t *ts, const setting_t *st, co
                 return 0;
             }
         }
-        return fail(ld, ts, st->name, SIZE_MAX, "tollgate_settings.%s must be one of: %s, %s", st->name,
-                    st->names[0], st->names[1]);
+        char list[128] = "";
+        for (int i = 0; st->names[i]; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", st->names[i]);
+        return fail(ld, ts, st->name, SIZE_MAX, "tollgate_settings.%s must be one of: %s", st->name, list);
     }
     int ok = st->kind == S_SIZE ? read_size(v, &n) : read_uint(v, &n);
     if (!ok || n < st->min || n > st->max)

@@ -308,23 +308,33 @@ static int open_policy(gw_server_t *s, char *err, size_t errlen)
         snprintf(err, errlen, "limits: %s", e);
         return -1;
     }
+    const char *dir = getenv("TOLLGATE_DATA_DIR");
+    gw_spend_settings_t ss = {.sync_mode = (gw_spend_sync_mode_t)s->cfg->server.journal_sync,
+                              .sync_ms = (uint32_t)s->cfg->server.journal_sync_ms,
+                              .writer_ms = (uint32_t)s->cfg->server.spend_writer_ms};
+    s->spend = gw_spend_open(dir != NULL && dir[0] != '\0' ? dir : "data", s->store, &ss, e, sizeof(e));
+    if (s->spend == NULL) {
+        snprintf(err, errlen, "spend journal: %s", e);
+        gw_limits_destroy(s->limits);
+        s->limits = NULL;
+        return -1;
+    }
+    /* The global budget is seeded from spend_logs: let the writer first replay what an earlier
+     * run left in the journal (a kill -9), so that spend is not forgotten. A store that is down
+     * now makes the seed miss those records (bounded wait; logged). */
+    json_t *gmb = json_object_get(s->cfg->litellm_settings, "max_budget");
+    if (gmb != NULL && !json_is_null(gmb) && gw_spend_wait_drained(s->spend, 10000) != 0)
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"global budget seeded before the spend journal "
+                        "was replayed into the store\"}\n");
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     if (gw_policy_global_init(s->cfg, s->store, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
                               &s->global_budget, e, sizeof(e)) != 0) {
         snprintf(err, errlen, "global budget: %s", e);
+        gw_spend_close(s->spend);
+        s->spend = NULL;
         gw_limits_destroy(s->limits);
         s->limits = NULL;
-        return -1;
-    }
-    const char *dir = getenv("TOLLGATE_DATA_DIR");
-    s->spend = gw_spend_open(dir != NULL && dir[0] != '\0' ? dir : "data", s->store, NULL, e, sizeof(e));
-    if (s->spend == NULL) {
-        snprintf(err, errlen, "spend journal: %s", e);
-        gw_limits_destroy(s->limits);
-        s->limits = NULL;
-        free(s->global_budget);
-        s->global_budget = NULL;
         return -1;
     }
     return 0;

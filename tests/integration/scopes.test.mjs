@@ -271,6 +271,25 @@ describe('global budget (litellm_settings.max_budget)', () => {
     await assertHealthyThenCleanExit(tg, assert);
   });
 
+  test('kill -9 before the spend writer ran: the restart replays the journal before seeding the budget', async () => {
+    const dir = { TOLLGATE_DATA_DIR: makeTempDir('tollgate-global-kill-') };
+    // a writer that waits a minute: the spend stays in the journal only
+    const slow = config().replace('general_settings:', 'tollgate_settings:\n  spend_writer_ms: 60000\ngeneral_settings:');
+    tg = await startTollgate({ config: slow, env: dir });
+    assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat())).status, 200);
+    assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat())).status, 200);
+    checkRefusal(await postJSON(`${tg.url}/v1/chat/completions`, chat()), 'budget_exceeded', /global/);
+    const logs = await getJSON(`${tg.url}/spend/logs`);
+    assert.equal(logs.status, 200, logs.text);
+    assert.deepEqual(logs.json, [], 'nothing reached the store yet');
+    await tg.stop('SIGKILL');
+    tg = await startTollgate({ config: config(), env: dir });
+    checkRefusal(await postJSON(`${tg.url}/v1/chat/completions`, chat()), 'budget_exceeded', /global/);
+    const after = await getJSON(`${tg.url}/spend/logs`);
+    assert.equal(after.json.length, 2, `the journal was replayed: ${after.text}`);
+    await assertHealthyThenCleanExit(tg, assert);
+  });
+
   test('a malformed budget_duration is a start-up error', async () => {
     await assert.rejects(
       startTollgate({ config: config().replace('budget_duration: 1d', 'budget_duration: soon'), env: { TOLLGATE_DATA_DIR: makeTempDir('tollgate-global-bad-') } }),

@@ -516,6 +516,9 @@ Test(config, server_defaults)
     cr_expect_eq(s->drain_timeout_ms, 30000);
     cr_expect_eq(s->max_streams_per_conn, 100);
     cr_expect_eq(s->upstream_client, GW_UPSTREAM_CLIENT_AUTO);
+    cr_expect_eq(s->journal_sync, 0, "interval");
+    cr_expect_eq(s->journal_sync_ms, 100);
+    cr_expect_eq(s->spend_writer_ms, 100);
     gw_config_free(cfg);
 }
 
@@ -534,6 +537,9 @@ Test(config, tollgate_settings_override)
                             "  max_streams_per_conn: 50\n"
                             "  turbo: true\n"
                             "  upstream_client: curl\n"
+                            "  journal_sync: always\n"
+                            "  journal_sync_ms: 250\n"
+                            "  spend_writer_ms: 60000\n"
                             "litellm_settings:\n"
                             "  request_timeout: 45\n");
     gw_server_settings_t *s = &cfg->server;
@@ -548,6 +554,9 @@ Test(config, tollgate_settings_override)
     cr_expect_eq(s->drain_timeout_ms, 0);
     cr_expect_eq(s->max_streams_per_conn, 50);
     cr_expect_eq(s->upstream_client, GW_UPSTREAM_CLIENT_CURL);
+    cr_expect_eq(s->journal_sync, 1, "always");
+    cr_expect_eq(s->journal_sync_ms, 250);
+    cr_expect_eq(s->spend_writer_ms, 60000);
     cr_expect_eq(s->upstream_timeout_ms, 45000, "litellm_settings.request_timeout applies");
     cr_expect(has_warning(cfg, "line 12: unknown key 'turbo' in tollgate_settings"));
     gw_config_free(cfg);
@@ -588,6 +597,12 @@ static const bad_case_t BAD_SERVER[] = {
      "t.yaml:2:3: tollgate_settings.upstream_client must be one of: auto, curl"},
     {"tollgate_settings:\n  upstream_client: 1\n",
      "t.yaml:2:3: tollgate_settings.upstream_client must be one of: auto, curl"},
+    {"tollgate_settings:\n  journal_sync: sometimes\n",
+     "t.yaml:2:3: tollgate_settings.journal_sync must be one of: interval, always, none"},
+    {"tollgate_settings:\n  journal_sync_ms: 0\n",
+     "t.yaml:2:3: tollgate_settings.journal_sync_ms must be an integer from 1 to 60000"},
+    {"tollgate_settings:\n  spend_writer_ms: 60001\n",
+     "t.yaml:2:3: tollgate_settings.spend_writer_ms must be an integer from 1 to 60000"},
     {"tollgate_settings:\n  port: 0\n  workers: 1\n  port: 0\n",
      "t.yaml:4:3: tollgate_settings.port must be an integer from 1 to 65535"},
     {"litellm_settings:\n  request_timeout: soon\n",
