@@ -864,15 +864,29 @@ static void on_inval(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
 
 #define POLL_BATCH 1000
 
+int gw_keys_prune_changes(gw_store_conn_t *c, int64_t now_ms, int64_t *deleted)
+{
+    char cutoff[GW_STORE_TIME_LEN];
+    gw_store_time_iso(now_ms - GW_KEYS_CHANGES_KEEP_MS, cutoff);
+    gw_store_param_t q[] = {GW_P_TEXT(cutoff)};
+    return gw_store_exec(c, "DELETE FROM changes WHERE at < $1", q, 1, deleted);
+}
+
 typedef struct poll_job {
     gw_worker_t *w;
     int64_t since;
+    int prune;
     json_t *rows;
 } poll_job_t;
 
 static int job_poll(gw_store_conn_t *c, void *ud)
 {
     poll_job_t *pj = ud;
+    if (pj->prune) { /* a failure here only delays the prune: the poll goes on */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        (void)gw_keys_prune_changes(c, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, NULL);
+    }
     gw_store_param_t p[] = {GW_P_INT(pj->since), GW_P_INT(POLL_BATCH)};
     return gw_store_query(c, "SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2", p, 2,
                           &pj->rows);
@@ -921,6 +935,7 @@ static void on_poll_timer(h2o_timeout_entry_t *entry)
         return poll_schedule(w);
     pj->w = w;
     pj->since = w->server->changes_seq;
+    pj->prune = ++w->poll_count % GW_KEYS_PRUNE_EVERY == 0;
     if (gw_keys_submit(w, job_poll, on_poll_done, pj) != 0) {
         free(pj);
         return poll_schedule(w);

@@ -41,6 +41,11 @@ struct gw_reqctx;
 #define GW_KEYCACHE_STALE_RETRY_MS 5000 /* database down: keep serving a stale entry, retry later */
 #define GW_KEYCACHE_MAX 65536           /* entries per worker; past it the cache is swept */
 #define GW_KEYS_POLL_MS 250
+/* Rows of the changes table older than this are deleted (every GW_KEYS_PRUNE_EVERY-th poll, by
+ * worker 0 of each instance): an instance that missed them for that long has reloaded every
+ * cached entry since (GW_KEYCACHE_TTL_MS) anyway. */
+#define GW_KEYS_CHANGES_KEEP_MS (3600 * 1000)
+#define GW_KEYS_PRUNE_EVERY 240
 
 /* ---- keys and hashes ------------------------------------------------------------------------ */
 
@@ -226,6 +231,12 @@ void gw_keys_job_done(struct gw_worker *w);
 /** Worker 0 starts the changes poll; stopped by gw_keys_stop_poll (drain). */
 void gw_keys_start_poll(struct gw_worker *w);
 void gw_keys_stop_poll(struct gw_worker *w);
+
+/**
+ * Store thread: deletes changes rows older than GW_KEYS_CHANGES_KEEP_MS before now_ms; *deleted
+ * (may be NULL) gets the count. Returns a GW_STORE_* status. The poll runs it now and then.
+ */
+int gw_keys_prune_changes(gw_store_conn_t *c, int64_t now_ms, int64_t *deleted);
 
 /** Start-up, blocking: the largest change seq so far, so that the poll starts after it. */
 int gw_keys_init_seq(gw_store_t *st, int64_t *seq, char *err, size_t errlen);

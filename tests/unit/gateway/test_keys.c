@@ -307,6 +307,81 @@ Test(keys, load_query_sqlite)
     cr_assert_eq(system(cmd), 0);
 }
 
+/* ---- changes pruning ---------------------------------------------------------------------- */
+
+typedef struct prune_case {
+    int64_t now_ms;
+    int64_t deleted;
+    json_t *left;
+} prune_case_t;
+
+static int job_prune_setup(gw_store_conn_t *c, void *ud)
+{
+    prune_case_t *pc = ud;
+    static const int64_t ages_ms[] = {2 * 3600 * 1000, GW_KEYS_CHANGES_KEEP_MS + 1000, 60 * 1000, 0};
+    static const char *const ids[] = {"prune-old-1", "prune-old-2", "prune-new-1", "prune-new-2"};
+    for (size_t i = 0; i < 4; i++) {
+        char at[GW_STORE_TIME_LEN];
+        gw_store_time_iso(pc->now_ms - ages_ms[i], at);
+        gw_store_param_t p[] = {GW_P_TEXT(ids[i]), GW_P_TEXT(at)};
+        int st = gw_store_exec(c, "INSERT INTO changes (kind, id, at) VALUES ('key', $1, $2)", p, 2, NULL);
+        if (st != GW_STORE_OK)
+            return st;
+    }
+    return GW_STORE_OK;
+}
+
+static int job_prune(gw_store_conn_t *c, void *ud)
+{
+    prune_case_t *pc = ud;
+    int st = gw_keys_prune_changes(c, pc->now_ms, &pc->deleted);
+    if (st != GW_STORE_OK)
+        return st;
+    return gw_store_query(c, "SELECT id FROM changes WHERE id LIKE 'prune-%' ORDER BY seq", NULL, 0, &pc->left);
+}
+
+static void prune_on(const char *url)
+{
+    char dir[] = "/tmp/tg-prune-XXXXXX", err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    gw_store_t *s = gw_store_open_url(url, dir, err, sizeof(err));
+    cr_assert_not_null(s, "%s", err);
+    cr_assert_eq(gw_store_migrate(s, NULL, err, sizeof(err)), GW_STORE_OK, "%s", err);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    prune_case_t pc = {.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000};
+    cr_assert_eq(gw_store_run(s, job_prune_setup, &pc, err, sizeof(err)), GW_STORE_OK, "%s", err);
+    cr_assert_eq(gw_store_run(s, job_prune, &pc, err, sizeof(err)), GW_STORE_OK, "%s", err);
+    cr_expect_geq(pc.deleted, 2, "the two rows older than the keep window");
+    cr_assert_eq(json_array_size(pc.left), 2, "rows within the window stay");
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(pc.left, 0), "id")), "prune-new-1");
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(pc.left, 1), "id")), "prune-new-2");
+    json_decref(pc.left);
+    if (url != NULL) { /* a shared database: leave no rows behind */
+        pc.now_ms += 10LL * GW_KEYS_CHANGES_KEEP_MS;
+        pc.left = NULL;
+        cr_assert_eq(gw_store_run(s, job_prune, &pc, err, sizeof(err)), GW_STORE_OK, "%s", err);
+        json_decref(pc.left);
+    }
+    gw_store_close(s);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(keys, prune_changes_sqlite)
+{
+    prune_on(NULL);
+}
+
+Test(keys, prune_changes_postgres)
+{
+    const char *url = getenv("TEST_DATABASE_URL");
+    if (url == NULL || url[0] == '\0')
+        cr_skip_test("TEST_DATABASE_URL is not set");
+    prune_on(url);
+}
+
 /* Per-model limits: LiteLLM's two model_max_budget forms, metadata's maps, bad entries skipped. */
 Test(keys, model_limits_parse)
 {
