@@ -613,6 +613,46 @@ static void invalidate_all(gw_keycache_t *kc)
     }
 }
 
+void gw_model_limit_period(const gw_model_limit_t *ml, int64_t now_ms, int64_t *start, int64_t *end)
+{
+    if (ml->budget_duration_ms <= 0) {
+        *start = *end = 0;
+        return;
+    }
+    *start = now_ms - now_ms % ml->budget_duration_ms;
+    *end = *start + ml->budget_duration_ms;
+}
+
+/* Store thread: the key's spend on each budgeted model in its current period (spend_logs). */
+static int seed_model_budgets(gw_store_conn_t *c, gw_principal_t *p)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < p->n_model_limits; i++) {
+        gw_model_limit_t *ml = &p->model_limits[i];
+        if (ml->max_budget < 0)
+            continue;
+        int64_t start, end;
+        gw_model_limit_period(ml, now, &start, &end);
+        char since[GW_STORE_TIME_LEN];
+        gw_store_time_iso(start, since);
+        json_t *rows = NULL;
+        gw_store_param_t q[] = {GW_P_TEXT(p->token), GW_P_TEXT(ml->model), GW_P_TEXT(since)};
+        int st = gw_store_query(c,
+                                "SELECT COALESCE(SUM(spend), 0) AS s FROM spend_logs WHERE api_key = $1 AND "
+                                "model_group = $2 AND \"startTime\" >= $3",
+                                q, 3, &rows);
+        if (st != GW_STORE_OK)
+            return st;
+        json_t *v = json_object_get(json_array_get(rows, 0), "s");
+        ml->seed_spend = json_is_integer(v) ? json_integer_value(v) : json_is_real(v) ? (int64_t)json_real_value(v) : 0;
+        ml->seed_end_ms = end;
+        json_decref(rows);
+    }
+    return GW_STORE_OK;
+}
+
 static int job_load(gw_store_conn_t *c, void *ud)
 {
     kc_load_t *l = ud;
@@ -622,6 +662,11 @@ static int job_load(gw_store_conn_t *c, void *ud)
     if (st == GW_STORE_OK && json_array_size(rows) > 0)
         l->p = gw_principal_from_row(json_array_get(rows, 0));
     json_decref(rows);
+    if (st == GW_STORE_OK && l->p != NULL && l->p->n_model_limits > 0 &&
+        (st = seed_model_budgets(c, l->p)) != GW_STORE_OK) {
+        gw_principal_release(l->p);
+        l->p = NULL;
+    }
     return st;
 }
 

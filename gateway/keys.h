@@ -130,7 +130,16 @@ typedef struct gw_model_limit {
     int64_t max_budget;             /* micro-dollars */
     int64_t rpm, tpm;
     int64_t budget_duration_ms; /* time_period; 0 = the budget never resets */
+    /* Periods are aligned to the clock ([now - now % duration, +duration), months as 30 days), so
+     * instances and restarts agree without a stored reset time. The load seeds the spend of the
+     * key on this model in the period it ran in from spend_logs, so a restart (or another
+     * instance without Redis) does not forget it. */
+    int64_t seed_spend;  /* micro-dollars */
+    int64_t seed_end_ms; /* end of the seeded period; 0: no duration (all-time spend) */
 } gw_model_limit_t;
+
+/** The clock-aligned period of a key × model budget containing now_ms (see gw_model_limit_t). */
+void gw_model_limit_period(const gw_model_limit_t *ml, int64_t now_ms, int64_t *start, int64_t *end);
 
 /**
  * Parses a key's per-model limits (see gw_model_limit_t) into a new array (*out, *n; NULL/0 when

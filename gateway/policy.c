@@ -53,6 +53,8 @@ static void on_admit(void *ud, const gw_limits_result_t *res)
     free(t);
 }
 
+static int64_t now_unix_ms(void);
+
 static void add_model_scope(gw_limits_scope_t *s, size_t *n, const gw_model_limit_t *ml)
 {
     gw_limits_scope_t *x = &s[(*n)++];
@@ -62,7 +64,14 @@ static void add_model_scope(gw_limits_scope_t *s, size_t *n, const gw_model_limi
                              .tpm_limit = limit_or_none(ml->tpm),
                              .max_parallel = GW_LIMITS_NONE,
                              .max_budget_micros = limit_or_none(ml->max_budget),
-                             .budget_duration_ms = ml->budget_duration_ms};
+                             .budget_duration_ms = ml->budget_duration_ms,
+                             .spend_micros = ml->seed_end_ms == 0 ? ml->seed_spend : 0};
+    if (ml->max_budget >= 0 && ml->budget_duration_ms > 0) { /* clock-aligned periods (keys.h) */
+        int64_t start, end;
+        gw_model_limit_period(ml, now_unix_ms(), &start, &end);
+        x->budget_reset_at_ms = end;
+        x->spend_micros = end == ml->seed_end_ms ? ml->seed_spend : 0;
+    }
 }
 
 static void add_group_scope(gw_limits_scope_t *s, size_t *n, const gw_model_group_t *g)

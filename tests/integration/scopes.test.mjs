@@ -124,6 +124,28 @@ describe('scopes on SQLite, one instance', () => {
     assert.equal(bad.status, 400, bad.text);
   });
 
+  test('a per-model budget survives a restart: the key load seeds it from spend_logs', async () => {
+    const env = { TOLLGATE_DATA_DIR: makeTempDir('tollgate-keymodel-') };
+    let t2 = await startTollgate({ config: CONFIG, env });
+    try {
+      const k = (await postJSON(`${t2.url}/key/generate`, { model_max_budget: { priced: { budget_limit: 0.004, time_period: '1d' } } })).json.key;
+      const undated = (await postJSON(`${t2.url}/key/generate`, { model_max_budget: { priced: 0.004 } })).json.key;
+      for (const key of [k, undated]) {
+        for (let i = 0; i < 2; i++) assert.equal((await postJSON(`${t2.url}/v1/chat/completions`, chat('priced'), { key })).status, 200);
+        checkRefusal(await postJSON(`${t2.url}/v1/chat/completions`, chat('priced'), { key }), 'budget_exceeded', /key_model 'priced'/);
+      }
+      await assertHealthyThenCleanExit(t2, assert, [MASTER_KEY, k, undated]);
+      t2 = await startTollgate({ config: CONFIG, env });
+      for (const key of [k, undated]) {
+        checkRefusal(await postJSON(`${t2.url}/v1/chat/completions`, chat('priced'), { key }), 'budget_exceeded', /key_model 'priced'/);
+        assert.equal((await postJSON(`${t2.url}/v1/chat/completions`, chat('priced-b'), { key })).status, 200, 'other models still pass');
+      }
+      await assertHealthyThenCleanExit(t2, assert, [MASTER_KEY, k, undated]);
+    } finally {
+      if (t2.alive()) await t2.stop('SIGKILL');
+    }
+  });
+
   test('model_rpm_limit / model_tpm_limit live in metadata and limit that model only', async () => {
     const g = await admin('/key/generate', { model_rpm_limit: { priced: 2 }, metadata: { team: 'x' } });
     assert.deepEqual(g.model_rpm_limit, { priced: 2 }, 'the response echoes the field, as LiteLLM does');
