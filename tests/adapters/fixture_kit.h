@@ -1,7 +1,8 @@
 /*
- * fixture_kit.h — helpers shared by the fixture tests of translating adapters (ollama, azure,
- * openwebui): reading fixture files, comparing JSON by value, checking a built upstream request
- * against a recorded one, and running a stream through an adapter for every split of its bytes.
+ * fixture_kit.h — helpers shared by the adapter fixture tests (tests/adapters/test_*.c): reading
+ * fixture files, comparing JSON (exactly, or with numbers by value), scanning a client request
+ * with a fixed clock and request id, checking a built upstream request against a recorded one,
+ * and running a stream through an adapter for every split of its bytes.
  *
  * Header-only (static functions) because CMake builds each tests/adapters/test_*.c on its own.
  */
@@ -48,6 +49,15 @@ static inline json_t *fx_load_json(const char *dir, const char *name)
     return j;
 }
 
+/* Parses text as JSON; a text that is not JSON fails the test, naming `what`. */
+static inline json_t *fx_parse(const char *what, const char *text, size_t len)
+{
+    json_error_t e;
+    json_t *j = json_loadb(text, len, 0, &e);
+    cr_assert_not_null(j, "%s is not JSON (%s): %.*s", what, e.text, (int)len, text);
+    return j;
+}
+
 /* JSON equality where numbers compare by value (the writers print 1.0 as 1). */
 static inline int fx_json_same(json_t *a, json_t *b)
 {
@@ -72,28 +82,49 @@ static inline int fx_json_same(json_t *a, json_t *b)
     return json_equal(a, b);
 }
 
+/* got equals want: exactly (json_equal: 1 and 1.0 differ) or, when !exact, by fx_json_same. */
+static inline void fx_assert_json(const char *what, json_t *got, json_t *want, int exact)
+{
+    if (exact ? json_equal(got, want) : fx_json_same(got, want))
+        return;
+    char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    cr_assert_fail("%s:\n got  %s\n want %s", what, g, w);
+}
+
+/* The JSON text an adapter wrote equals want (numbers by value). */
 static inline void fx_assert_json_text(const char *what, const char *text, size_t len, json_t *want)
 {
-    json_error_t e;
-    json_t *got = json_loadb(text, len, 0, &e);
-    cr_assert_not_null(got, "%s: output is not JSON (%s): %.*s", what, e.text, (int)len, text);
-    char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
-    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(fx_json_same(got, want), "%s:\n got  %s\n want %s", what, g, w);
-    free(w);
-    free(g);
+    json_t *got = fx_parse(what, text, len);
+    fx_assert_json(what, got, want, 0);
     json_decref(got);
+}
+
+/* The same, with json_equal's exact comparison. */
+static inline void fx_assert_json_text_exact(const char *what, const char *text, size_t len, json_t *want)
+{
+    json_t *got = fx_parse(what, text, len);
+    fx_assert_json(what, got, want, 1);
+    json_decref(got);
+}
+
+/** A request as the core scans it, with the given clock and request id. */
+static inline ad_request_t fx_request_at(ad_op_t op, const char *body, size_t len, int64_t now,
+                                         const char *rid)
+{
+    ad_request_t r;
+    size_t off = 0;
+    cr_assert_eq(ad_request_scan(op, body, len, &r, &off), 0, "request does not scan (byte %zu): %.*s", off,
+                 (int)len, body);
+    r.now = now;
+    r.request_id = rid;
+    return r;
 }
 
 /** A request as the core scans it, with the test clock and request id. */
 static inline ad_request_t fx_request(ad_op_t op, const char *body, size_t len)
 {
-    ad_request_t r;
-    size_t off = 0;
-    cr_assert_eq(ad_request_scan(op, body, len, &r, &off), 0, "request does not scan (byte %zu)", off);
-    r.now = FX_NOW;
-    r.request_id = FX_RID;
-    return r;
+    return fx_request_at(op, body, len, FX_NOW, FX_RID);
 }
 
 /* Builds the upstream request for <name>.request.json and compares it with <name>.upstream.json:

@@ -8,45 +8,12 @@
  *  - resp-*.anthropic.json → resp-*.openai.json (chat.completion, parsed JSON) and usage;
  *  - request errors, error mapping, no embeddings, registry.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
+#include "fixture_kit.h"
 
+#define DIR "anthropic"
 #define NOW 1700000000
 #define RID "req-test-1"
-
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/anthropic/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static json_t *load_json(const char *name)
-{
-    size_t n;
-    char *text = slurp(name, &n);
-    json_error_t je;
-    json_t *j = json_loadb(text, n, 0, &je);
-    cr_assert_not_null(j, "%s: %s (line %d)", name, je.text, je.line);
-    free(text);
-    return j;
-}
 
 static char *dump(const json_t *j)
 {
@@ -55,9 +22,7 @@ static char *dump(const json_t *j)
 
 static void scan(const char *body, ad_request_t *r)
 {
-    cr_assert_eq(ad_request_scan(AD_OP_CHAT, body, strlen(body), r, NULL), 0, "scan %s", body);
-    r->now = NOW;
-    r->request_id = RID;
+    *r = fx_request_at(AD_OP_CHAT, body, strlen(body), NOW, RID);
 }
 
 static ad_deployment_t deployment_of(const json_t *d)
@@ -98,9 +63,9 @@ static void check_request(const char *name)
 {
     char fn[256];
     snprintf(fn, sizeof(fn), "%s.request.json", name);
-    json_t *in = load_json(fn);
+    json_t *in = fx_load_json(DIR, fn);
     snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = load_json(fn);
+    json_t *want = fx_load_json(DIR, fn);
     char *body = json_dumps(json_object_get(in, "request"), JSON_COMPACT);
     ad_request_t r;
     scan(body, &r);
@@ -335,9 +300,9 @@ static void check_stream(const stream_case_t *c)
     char fn[256];
     size_t il, el;
     snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *in = slurp(fn, &il);
+    char *in = fx_slurp(DIR, fn, &il);
     snprintf(fn, sizeof(fn), "%s.events", c->name);
-    char *want = slurp(fn, &el);
+    char *want = fx_slurp(DIR, fn, &el);
     run_t ref;
     run_stream(in, il, il, 0, c->wants_usage, &ref);
     compare_events(c->name, ref.events.data ? ref.events.data : "", want);
@@ -496,9 +461,9 @@ static void check_response(const char *name)
     char fn[256];
     size_t n;
     snprintf(fn, sizeof(fn), "%s.anthropic.json", name);
-    char *body = slurp(fn, &n);
+    char *body = fx_slurp(DIR, fn, &n);
     snprintf(fn, sizeof(fn), "%s.openai.json", name);
-    json_t *want = load_json(fn);
+    json_t *want = fx_load_json(DIR, fn);
     ad_request_t r;
     scan("{\"model\":\"claude\",\"messages\":[]}", &r);
     ad_buf_t out;

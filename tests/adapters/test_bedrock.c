@@ -9,70 +9,21 @@
  *  - Converse bodies resp-*.converse.json → resp-*.completion.json (parsed JSON);
  *  - Titan and Cohere embeddings, float and base64; error mapping; finish reasons.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
 #include <openssl/evp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "adapters/adapter.h"
 #include "adapters/bedrock_int.h"
 #include "adapters/eventstream.h"
+#include "fixture_kit.h"
 
+#define DIR "bedrock"
 #define NOW 1704067200
 #define RID "req-1"
-
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/bedrock/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static json_t *load_json(const char *name)
-{
-    size_t len;
-    char *text = slurp(name, &len);
-    json_error_t e;
-    json_t *j = json_loadb(text, len, 0, &e);
-    cr_assert_not_null(j, "%s: %s", name, e.text);
-    free(text);
-    return j;
-}
-
-static void assert_json_text(const char *what, const char *text, size_t len, json_t *want)
-{
-    json_error_t e;
-    json_t *got = json_loadb(text, len, 0, &e);
-    cr_assert_not_null(got, "%s: output is not JSON (%s): %.*s", what, e.text, (int)len, text);
-    char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
-    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(got, want), "%s:\n got  %s\n want %s", what, g, w);
-    free(w);
-    free(g);
-    json_decref(got);
-}
 
 /* A client request over body (kept alive by the caller). */
 static ad_request_t request_for(ad_op_t op, const char *body, size_t len)
 {
-    ad_request_t r;
-    cr_assert_eq(ad_request_scan(op, body, len, &r, NULL), 0, "request does not scan: %s", body);
-    r.now = NOW;
-    r.request_id = RID;
-    return r;
+    return fx_request_at(op, body, len, NOW, RID);
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -97,7 +48,7 @@ static void check_request_case(json_t *c)
     char fn[256], err[512] = "";
     size_t len;
     snprintf(fn, sizeof(fn), "%s.request.json", name);
-    char *body = slurp(fn, &len);
+    char *body = fx_slurp(DIR, fn, &len);
     ad_request_t r = request_for(op, body, len);
     r.now = json_integer_value(json_object_get(c, "now"));
     ad_deployment_t dep = deployment_from(json_object_get(c, "deployment"));
@@ -106,7 +57,7 @@ static void check_request_case(json_t *c)
     cr_assert_eq(ad_bedrock.build_request(&r, &dep, &h, err, sizeof(err)), 0, "%s: %s", name, err);
 
     snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = load_json(fn);
+    json_t *want = fx_load_json(DIR, fn);
     cr_assert_str_eq(h.method, json_string_value(json_object_get(want, "method")), "%s: method", name);
     cr_assert_str_eq(h.url.data, json_string_value(json_object_get(want, "url")), "%s: url", name);
     json_t *hdrs = json_object_get(want, "headers");
@@ -114,7 +65,7 @@ static void check_request_case(json_t *c)
     for (size_t i = 0; i < h.n_headers; i++)
         cr_assert_str_eq(h.headers[i].data, json_string_value(json_array_get(hdrs, i)), "%s: header %zu",
                          name, i);
-    assert_json_text(name, h.body.data, h.body.len, json_object_get(want, "body"));
+    fx_assert_json_text_exact(name, h.body.data, h.body.len, json_object_get(want, "body"));
     json_decref(want);
     ad_http_request_free(&h);
     free(body);
@@ -122,7 +73,7 @@ static void check_request_case(json_t *c)
 
 Test(bedrock_request, fixtures)
 {
-    json_t *cases = load_json("requests.json"), *c;
+    json_t *cases = fx_load_json(DIR, "requests.json"), *c;
     size_t i;
     cr_assert_geq(json_array_size(cases), 8);
     json_array_foreach(cases, i, c)
@@ -135,7 +86,7 @@ Test(bedrock_request, fixtures)
 Test(bedrock_request, providers_md_example_signature)
 {
     /* shared/providers.md §5.6: cross-checked with botocore */
-    json_t *cases = load_json("requests.json");
+    json_t *cases = fx_load_json(DIR, "requests.json");
     json_t *c = json_array_get(cases, 0);
     cr_assert_str_eq(json_string_value(json_object_get(c, "name")), "example");
     const char *body =
@@ -332,7 +283,7 @@ typedef struct stream_case {
 static void check_stream(const stream_case_t *c)
 {
     size_t il, el;
-    char *in = slurp(c->bin, &il), *events = slurp(c->events, &el);
+    char *in = fx_slurp(DIR, c->bin, &il), *events = fx_slurp(DIR, c->events, &el);
     for (size_t split = 0; split <= il + 1; split++) {
         sink_t s = {.stop_after = 0};
         ad_buf_init(&s.events, 1 << 20);
@@ -459,7 +410,7 @@ Test(bedrock_stream, too_many_tool_calls_is_an_error_event)
 Test(bedrock_stream, failures_are_sticky)
 {
     size_t il;
-    char *in = slurp("stream-text.bin", &il);
+    char *in = fx_slurp(DIR, "stream-text.bin", &il);
     /* a flipped payload byte breaks the message CRC of the second frame */
     char *bad = malloc(il);
     memcpy(bad, in, il);
@@ -524,14 +475,14 @@ Test(bedrock_response, converse_fixtures)
         char fn[256];
         size_t len;
         snprintf(fn, sizeof(fn), "%s.converse.json", cases[i].name);
-        char *in = slurp(fn, &len);
+        char *in = fx_slurp(DIR, fn, &len);
         snprintf(fn, sizeof(fn), "%s.completion.json", cases[i].name);
-        json_t *want = load_json(fn);
+        json_t *want = fx_load_json(DIR, fn);
         ad_buf_t out;
         ad_usage_t u = {-1, -1, -1, -1};
         ad_buf_init(&out, 1 << 20);
         cr_assert_eq(ad_bedrock.parse_response(&r, in, len, &out, &u), 0, "%s", cases[i].name);
-        assert_json_text(cases[i].name, out.data, out.len, want);
+        fx_assert_json_text_exact(cases[i].name, out.data, out.len, want);
         cr_assert_eq(u.prompt_tokens, cases[i].prompt, "%s", cases[i].name);
         cr_assert_eq(u.completion_tokens, cases[i].completion, "%s", cases[i].name);
         cr_assert_eq(u.cached_tokens, cases[i].cached, "%s", cases[i].name);
@@ -573,7 +524,7 @@ static void decode_b64_floats(const char *b64, float *out, size_t n)
 static json_t *embed(const char *fixture, const char *request, ad_usage_t *u)
 {
     size_t len;
-    char *in = slurp(fixture, &len);
+    char *in = fx_slurp(DIR, fixture, &len);
     ad_request_t r = request_for(AD_OP_EMBEDDINGS, request, strlen(request));
     ad_buf_t out;
     ad_buf_init(&out, 1 << 20);

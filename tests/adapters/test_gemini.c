@@ -9,86 +9,16 @@
  *  - embeddings responses in float and base64, request errors, and the error mapping table.
  * Every case runs with request id "req-test-1" and clock 1700000000.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
+#include "fixture_kit.h"
 
+#define DIR "gemini"
 #define NOW 1700000000
 #define RID "req-test-1"
 
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/gemini/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static json_t *load_json(const char *name)
-{
-    size_t n;
-    char *text = slurp(name, &n);
-    json_error_t e;
-    json_t *j = json_loadb(text, n, 0, &e);
-    cr_assert_not_null(j, "%s: %s (line %d)", name, e.text, e.line);
-    free(text);
-    return j;
-}
-
-/* json_equal, except that numbers compare by value: 2 and 2.0 are the same JSON number. */
-static int same_json(json_t *a, json_t *b)
-{
-    if (json_is_number(a) && json_is_number(b))
-        return json_number_value(a) == json_number_value(b);
-    if (json_is_object(a) && json_is_object(b)) {
-        const char *k;
-        json_t *v;
-        if (json_object_size(a) != json_object_size(b))
-            return 0;
-        json_object_foreach(a, k, v) if (!same_json(v, json_object_get(b, k))) return 0;
-        return 1;
-    }
-    if (json_is_array(a) && json_is_array(b)) {
-        if (json_array_size(a) != json_array_size(b))
-            return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!same_json(json_array_get(a, i), json_array_get(b, i)))
-                return 0;
-        return 1;
-    }
-    return json_equal(a, b);
-}
-
-static void assert_json_equal(json_t *got, json_t *want, const char *what)
-{
-    if (!same_json(got, want)) {
-        char *g = json_dumps(got, JSON_INDENT(1) | JSON_SORT_KEYS);
-        char *w = json_dumps(want, JSON_INDENT(1) | JSON_SORT_KEYS);
-        cr_assert_fail("%s differs\n--- got ---\n%s\n--- want ---\n%s", what, g, w);
-    }
-}
-
 static ad_request_t scan(ad_op_t op, const char *body, size_t len)
 {
-    ad_request_t r;
-    cr_assert_eq(ad_request_scan(op, body, len, &r, NULL), 0, "scan %.*s", (int)len, body);
-    r.now = NOW;
-    r.request_id = RID;
-    return r;
+    return fx_request_at(op, body, len, NOW, RID);
 }
 
 Test(gemini, registered_with_the_right_capabilities)
@@ -116,9 +46,9 @@ static void check_request(const req_case_t *c)
     char fn[256];
     size_t bl;
     snprintf(fn, sizeof(fn), "%s.request.json", c->name);
-    char *body = slurp(fn, &bl);
+    char *body = fx_slurp(DIR, fn, &bl);
     snprintf(fn, sizeof(fn), "%s.upstream.json", c->name);
-    json_t *want = load_json(fn);
+    json_t *want = fx_load_json(DIR, fn);
     ad_request_t r = scan(c->op, body, bl);
     ad_deployment_t d = {
         .provider = "gemini", .upstream_model = c->model, .api_base = c->api_base, .api_key = c->api_key};
@@ -139,7 +69,7 @@ static void check_request(const req_case_t *c)
     cr_assert_not_null(got, "%s: upstream body is not JSON: %s", c->name, e.text);
     char what[300];
     snprintf(what, sizeof(what), "%s: upstream body", c->name);
-    assert_json_equal(got, json_object_get(want, "body"), what);
+    fx_assert_json(what, got, json_object_get(want, "body"), 0);
     json_decref(got);
     json_decref(want);
     ad_http_request_free(&h);
@@ -346,7 +276,7 @@ static void compare_events(const char *name, const char *got, const char *want)
             cr_assert_not_null(b, "%s event %d: fixture not JSON: %s", name, line, e2.text);
             char what[128];
             snprintf(what, sizeof(what), "%s event %d", name, line);
-            assert_json_equal(a, b, what);
+            fx_assert_json(what, a, b, 0);
             json_decref(a);
             json_decref(b);
         }
@@ -415,9 +345,9 @@ static void check_stream(const stream_case_t *c)
     char fn[256];
     size_t il, el;
     snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *in = slurp(fn, &il);
+    char *in = fx_slurp(DIR, fn, &il);
     snprintf(fn, sizeof(fn), "%s.events", c->name);
-    char *events = slurp(fn, &el);
+    char *events = fx_slurp(DIR, fn, &el);
     char body[128];
     snprintf(body, sizeof(body), "{\"model\":\"gemini-flash\",\"stream\":true,\"n\":%d%s,\"messages\":[]}",
              c->n, c->include_usage ? ",\"stream_options\":{\"include_usage\":true}" : "");
@@ -520,9 +450,9 @@ static void check_response(const char *name, const char *client_body)
     char fn[256];
     size_t bl;
     snprintf(fn, sizeof(fn), "%s.json", name);
-    char *body = slurp(fn, &bl);
+    char *body = fx_slurp(DIR, fn, &bl);
     snprintf(fn, sizeof(fn), "%s.expected.json", name);
-    json_t *want = load_json(fn);
+    json_t *want = fx_load_json(DIR, fn);
     ad_request_t r = scan(AD_OP_CHAT, client_body, strlen(client_body));
     ad_buf_t out;
     ad_buf_init(&out, 1 << 20);
@@ -531,7 +461,7 @@ static void check_response(const char *name, const char *client_body)
     json_error_t e;
     json_t *got = json_loadb(out.data, out.len, 0, &e);
     cr_assert_not_null(got, "%s: output is not JSON: %s\n%s", name, e.text, out.data);
-    assert_json_equal(got, want, name);
+    fx_assert_json(name, got, want, 0);
     json_t *wu = json_object_get(want, "usage");
     cr_assert_eq(u.prompt_tokens, json_integer_value(json_object_get(wu, "prompt_tokens")), "%s: usage",
                  name);
@@ -578,8 +508,8 @@ Test(gemini_response, not_a_response)
 static void check_embeddings(const char *client_body, const char *expected)
 {
     size_t bl;
-    char *body = slurp("emb-response.json", &bl);
-    json_t *want = load_json(expected);
+    char *body = fx_slurp(DIR, "emb-response.json", &bl);
+    json_t *want = fx_load_json(DIR, expected);
     ad_request_t r = scan(AD_OP_EMBEDDINGS, client_body, strlen(client_body));
     ad_buf_t out;
     ad_buf_init(&out, 1 << 20);
@@ -587,7 +517,7 @@ static void check_embeddings(const char *client_body, const char *expected)
     cr_assert_eq(ad_gemini.parse_response(&r, body, bl, &out, &u), 0);
     json_t *got = json_loadb(out.data, out.len, 0, NULL);
     cr_assert_not_null(got, "%s", out.data);
-    assert_json_equal(got, want, expected);
+    fx_assert_json(expected, got, want, 0);
     cr_assert_eq(u.prompt_tokens, -1, "gemini reports no embedding tokens");
     json_decref(got);
     json_decref(want);
