@@ -48,11 +48,8 @@ static int on_event(void *ud, const ad_event_t *ev)
 
 static void run(const fz_input_t *in, size_t cut, result_t *r)
 {
-    ad_request_t req;
-    fz_chat_request(&req, in->flags & 1);
     memset(r, 0, sizeof(*r));
-    ad_buf_init(&r->log, (size_t)1 << 30);
-    fz_run_stream(&ad_azure, &req, in->p, in->n, cut, FZ_FINISH_AFTER_ERROR, on_event, r, &r->out);
+    fz_run_chat(&ad_azure, in, cut, FZ_FINISH_AFTER_ERROR, on_event, r, &r->log, &r->out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -65,9 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     result_t whole, split;
     run(&in, in.n, &whole);
     run(&in, in.cut, &split);
-    fz_check_same_outcome(&whole.out, &split.out);
+    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
     check(whole.n_events == split.n_events);
-    fz_check_same_log(&whole.log, &split.log);
     ad_buf_free(&whole.log);
     ad_buf_free(&split.log);
     return 0;

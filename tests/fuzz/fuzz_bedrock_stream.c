@@ -116,8 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     result_t whole, split;
     run(p, n, 0, wants_usage, &whole);
     run(p, n, cut, wants_usage, &split);
-    fz_check_same_outcome(&whole.out, &split.out);
-    fz_check_same_log(&whole.log, &split.log);
+    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
     ad_buf_free(&whole.log);
     ad_buf_free(&split.log);
     ad_buf_free(&body);

@@ -61,8 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     result_t whole, split;
     run(&req, &in, in.n, &whole);
     run(&req, &in, in.cut, &split);
-    fz_check_same_outcome(&whole.out, &split.out);
-    fz_check_same_log(&whole.events, &split.events);
+    fz_check_same(&whole.out, &split.out, &whole.events, &split.events);
     ad_buf_free(&whole.events);
     ad_buf_free(&split.events);
     return 0;

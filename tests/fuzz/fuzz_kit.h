@@ -110,17 +110,31 @@ static inline void fz_run_stream(const ad_adapter_t *ad, const ad_request_t *req
     free(st.priv);
 }
 
-/* Whole and split runs agree: feed status, truncation verdict and usage. */
-static inline void fz_check_same_outcome(const fz_outcome_t *a, const fz_outcome_t *b)
+/* fz_run_stream on fz_chat_request (bit 0 of the input's flags asks for usage), with the
+ * target's event log made ready first. */
+static inline void fz_run_chat(const ad_adapter_t *ad, const fz_input_t *in, size_t cut, unsigned how,
+                               int (*emit)(void *, const ad_event_t *), void *ud, ad_buf_t *log,
+                               fz_outcome_t *out)
 {
-    check(a->rc == b->rc && a->truncated == b->truncated);
-    check(memcmp(&a->usage, &b->usage, sizeof(a->usage)) == 0);
+    ad_request_t req;
+    fz_chat_request(&req, in->flags & 1);
+    ad_buf_init(log, (size_t)1 << 30);
+    fz_run_stream(ad, &req, in->p, in->n, cut, how, emit, ud, out);
 }
 
 /* Two event logs hold the same bytes. */
 static inline void fz_check_same_log(const ad_buf_t *a, const ad_buf_t *b)
 {
     check(a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0));
+}
+
+/* Whole and split runs agree: feed status, truncation verdict, usage and the event logs. */
+static inline void fz_check_same(const fz_outcome_t *a, const fz_outcome_t *b, const ad_buf_t *log_a,
+                                 const ad_buf_t *log_b)
+{
+    check(a->rc == b->rc && a->truncated == b->truncated);
+    check(memcmp(&a->usage, &b->usage, sizeof(a->usage)) == 0);
+    fz_check_same_log(log_a, log_b);
 }
 
 #endif

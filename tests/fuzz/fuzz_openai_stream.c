@@ -35,14 +35,11 @@ static int on_event(void *ud, const ad_event_t *ev)
 
 static void run(const fz_input_t *in, size_t cut, result_t *r)
 {
-    ad_request_t req;
-    fz_chat_request(&req, in->flags & 1);
     memset(r, 0, sizeof(*r));
     r->wants_usage = in->flags & 1;
-    ad_buf_init(&r->log, (size_t)1 << 30);
     ad_buf_init(&r->raw, (size_t)1 << 30);
-    fz_run_stream(&ad_openai, &req, in->p, in->n, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event,
-                  r, &r->out);
+    fz_run_chat(&ad_openai, in, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event, r, &r->log,
+                &r->out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -55,8 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     result_t whole, split;
     run(&in, in.n, &whole);
     run(&in, in.cut, &split);
-    fz_check_same_outcome(&whole.out, &split.out);
-    fz_check_same_log(&whole.log, &split.log);
+    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
     int bom = in.n >= 3 && memcmp(in.p, "\xEF\xBB\xBF", 3) == 0;
     if (!bom && whole.out.rc == 0)
         check(whole.raw.len <= in.n &&
