@@ -179,15 +179,21 @@ typedef struct fx_sink {
     ad_buf_t relay;  /* the bytes the core would send the client */
 } fx_sink_t;
 
-static inline int fx_on_event(void *ud, const ad_event_t *ev)
+/* Appends an event's fixture line: "TYPE <data>" for CHUNK and ERROR, "TYPE" for COMMENT and
+ * DONE; TYPE is HIDDEN for an event the client does not get. */
+static inline int fx_event_line(ad_buf_t *b, const ad_event_t *ev)
 {
-    fx_sink_t *s = ud;
     static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
     const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
     if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        ad_buf_appendf(&s->events, "%s %.*s\n", name, (int)ev->len, ev->data);
-    else
-        ad_buf_appendf(&s->events, "%s\n", name);
+        return ad_buf_appendf(b, "%s %.*s\n", name, (int)ev->len, ev->data);
+    return ad_buf_appendf(b, "%s\n", name);
+}
+
+static inline int fx_on_event(void *ud, const ad_event_t *ev)
+{
+    fx_sink_t *s = ud;
+    fx_event_line(&s->events, ev);
     if (ev->hidden)
         return 0;
     if (ev->raw != NULL) /* what gateway/call.c on_event writes */
@@ -199,6 +205,51 @@ static inline int fx_on_event(void *ud, const ad_event_t *ev)
     return ad_buf_appendf(&s->relay, "data: %.*s\n\n", (int)ev->len, ev->data);
 }
 
+/* What feeding a stream gave. */
+typedef struct fx_fed {
+    int feed_rc;   /* the first non-zero feed status, or 0 */
+    int truncated; /* stream_finish's verdict; -1 when it was not called */
+    int saw_error;
+    ad_usage_t usage;
+} fx_fed_t;
+
+enum { FX_FINISH_AFTER_ERROR = 1 }; /* call stream_finish even after a feed failed */
+
+/* Runs ad's stream (state allocated and freed as the core does) over in[0..len): two pieces cut
+ * at `split`, or pieces of `step` bytes when step > 0; feeding stops at the first non-zero
+ * status. The stream is finished when every feed succeeded, or always with
+ * FX_FINISH_AFTER_ERROR. Events go to emit(ud, …). */
+static inline fx_fed_t fx_feed(const ad_adapter_t *ad, const ad_request_t *r, const char *in, size_t len,
+                               size_t split, size_t step, unsigned how,
+                               int (*emit)(void *, const ad_event_t *), void *ud)
+{
+    ad_stream_t st;
+    memset(&st, 0, sizeof(st));
+    fx_fed_t out = {.feed_rc = 0, .truncated = -1};
+    st.req = r;
+    st.priv = ad->state_size ? calloc(1, ad->state_size) : NULL;
+    ad->stream_init(&st, r);
+    st.emit = emit;
+    st.emit_ud = ud;
+    if (step > 0) {
+        for (size_t at = 0; at < len && out.feed_rc == 0; at += step)
+            out.feed_rc = ad->stream_feed(&st, in + at, len - at < step ? len - at : step);
+    } else {
+        out.feed_rc = ad->stream_feed(&st, in, split);
+        if (out.feed_rc == 0)
+            out.feed_rc = ad->stream_feed(&st, in + split, len - split);
+    }
+    if (out.feed_rc == 0 || (how & FX_FINISH_AFTER_ERROR))
+        out.truncated = ad->stream_finish(&st);
+    out.usage = st.usage;
+    out.saw_error = st.saw_error;
+    if (ad->stream_free != NULL)
+        ad->stream_free(&st);
+    ad_stream_free(&st);
+    free(st.priv);
+    return out;
+}
+
 typedef struct fx_run {
     fx_sink_t sink;
     ad_usage_t usage;
@@ -206,34 +257,45 @@ typedef struct fx_run {
     int feed_rc;
 } fx_run_t;
 
-/* Feeds in[0..len) whole-split at `split`, or in pieces of `step` bytes when step > 0. */
+/* fx_feed into an fx_sink_t (the stream is always finished). */
 static inline void fx_run_stream(const ad_adapter_t *ad, const ad_request_t *r, const char *in, size_t len,
                                  size_t split, size_t step, fx_run_t *out)
 {
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
     memset(out, 0, sizeof(*out));
     ad_buf_init(&out->sink.events, 1 << 22);
     ad_buf_init(&out->sink.relay, 1 << 22);
-    st.req = r;
-    st.priv = ad->state_size ? calloc(1, ad->state_size) : NULL;
-    ad->stream_init(&st, r);
-    st.emit = fx_on_event;
-    st.emit_ud = &out->sink;
-    if (step > 0) {
-        for (size_t at = 0; at < len && out->feed_rc == 0; at += step)
-            out->feed_rc = ad->stream_feed(&st, in + at, len - at < step ? len - at : step);
-    } else {
-        out->feed_rc = ad->stream_feed(&st, in, split);
-        if (out->feed_rc == 0)
-            out->feed_rc = ad->stream_feed(&st, in + split, len - split);
+    fx_fed_t f = fx_feed(ad, r, in, len, split, step, FX_FINISH_AFTER_ERROR, fx_on_event, &out->sink);
+    out->feed_rc = f.feed_rc;
+    out->truncated = f.truncated;
+    out->usage = f.usage;
+}
+
+/* Event lines compared one by one: the same TYPE, and payloads equal as parsed JSON (exactly,
+ * or numbers by value when !exact). */
+static inline void fx_compare_events(const char *name, const char *got, const char *want, int exact)
+{
+    const char *g = got, *w = want;
+    for (int line = 1; *g != '\0' || *w != '\0'; line++) {
+        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
+        cr_assert(ge != NULL && we != NULL,
+                  "%s: event count differs at event %d\n--- got ---\n%s\n--- want ---\n%s", name, line, got,
+                  want);
+        size_t gk = strcspn(g, " \n"), wk = strcspn(w, " \n");
+        cr_assert(gk == wk && memcmp(g, w, gk) == 0, "%s event %d: got %.*s, want %.*s", name, line,
+                  (int)(ge - g), g, (int)(we - w), w);
+        cr_assert_eq(g[gk] == ' ', w[wk] == ' ', "%s event %d: payload", name, line);
+        if (g[gk] == ' ') {
+            char what[128];
+            snprintf(what, sizeof(what), "%s event %d", name, line);
+            json_t *a = fx_parse(what, g + gk + 1, (size_t)(ge - g) - gk - 1);
+            json_t *b = fx_parse(what, w + wk + 1, (size_t)(we - w) - wk - 1);
+            fx_assert_json(what, a, b, exact);
+            json_decref(a);
+            json_decref(b);
+        }
+        g = ge + 1;
+        w = we + 1;
     }
-    out->truncated = ad->stream_finish(&st);
-    out->usage = st.usage;
-    if (ad->stream_free != NULL)
-        ad->stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
 }
 
 static inline void fx_run_free(fx_run_t *r)

@@ -211,13 +211,8 @@ Test(anthropic_request, registry)
 
 static int on_ev(void *ud, const ad_event_t *ev)
 {
-    ad_buf_t *b = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
     cr_assert_null(ev->raw, "translating adapters leave raw NULL");
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        return ad_buf_appendf(b, "%s %.*s\n", name, (int)ev->len, ev->data);
-    return ad_buf_appendf(b, "%s\n", name);
+    return fx_event_line(ud, ev);
 }
 
 typedef struct run {
@@ -227,65 +222,18 @@ typedef struct run {
     int saw_error;
 } run_t;
 
-/* step > 0: pieces of step bytes; else two pieces cut at split */
+/* step > 0: pieces of step bytes; else two pieces cut at split. Every feed must succeed. */
 static void run_stream(const char *in, size_t len, size_t split, size_t step, int wants_usage, run_t *out)
 {
     ad_request_t r;
     scan("{\"model\":\"claude\",\"stream\":true,\"messages\":[]}", &r);
     r.include_usage = wants_usage;
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = &r;
-    st.priv = calloc(1, ad_anthropic.state_size);
-    ad_anthropic.stream_init(&st, &r);
     ad_buf_init(&out->events, 1 << 22);
-    st.emit = on_ev;
-    st.emit_ud = &out->events;
-    if (step > 0) {
-        for (size_t i = 0; i < len; i += step)
-            cr_assert_eq(ad_anthropic.stream_feed(&st, in + i, len - i < step ? len - i : step), 0);
-    } else {
-        cr_assert_eq(ad_anthropic.stream_feed(&st, in, split), 0);
-        cr_assert_eq(ad_anthropic.stream_feed(&st, in + split, len - split), 0);
-    }
-    out->truncated = ad_anthropic.stream_finish(&st);
-    out->usage = st.usage;
-    out->saw_error = st.saw_error;
-    if (ad_anthropic.stream_free != NULL)
-        ad_anthropic.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
-}
-
-/* The fixture's lines: "TYPE" or "TYPE <json>"; compared by type and parsed JSON. */
-static void compare_events(const char *name, const char *got, const char *want)
-{
-    int line = 1;
-    while (*got != '\0' && *want != '\0') {
-        const char *ge = strchr(got, '\n'), *we = strchr(want, '\n');
-        cr_assert(ge != NULL && we != NULL, "%s: unterminated line", name);
-        const char *gs = memchr(got, ' ', (size_t)(ge - got)), *ws = memchr(want, ' ', (size_t)(we - want));
-        size_t gt = gs ? (size_t)(gs - got) : (size_t)(ge - got),
-               wt = ws ? (size_t)(ws - want) : (size_t)(we - want);
-        cr_assert(gt == wt && memcmp(got, want, gt) == 0, "%s line %d: got %.*s want %.*s", name, line,
-                  (int)(ge - got), got, (int)(we - want), want);
-        if (gs != NULL || ws != NULL) {
-            cr_assert(gs != NULL && ws != NULL, "%s line %d: payload", name, line);
-            json_t *a = json_loadb(gs + 1, (size_t)(ge - gs - 1), 0, NULL);
-            json_t *b = json_loadb(ws + 1, (size_t)(we - ws - 1), 0, NULL);
-            cr_assert_not_null(a, "%s line %d: emitted JSON invalid", name, line);
-            cr_assert_not_null(b, "%s line %d: fixture JSON invalid", name, line);
-            cr_assert(json_equal(a, b), "%s line %d:\n got %.*s\nwant %.*s", name, line, (int)(ge - gs - 1),
-                      gs + 1, (int)(we - ws - 1), ws + 1);
-            json_decref(a);
-            json_decref(b);
-        }
-        got = ge + 1;
-        want = we + 1;
-        line++;
-    }
-    cr_assert(*got == '\0' && *want == '\0',
-              "%s: event count differs at line %d\n got rest: %s\nwant rest: %s", name, line, got, want);
+    fx_fed_t f = fx_feed(&ad_anthropic, &r, in, len, split, step, FX_FINISH_AFTER_ERROR, on_ev, &out->events);
+    cr_assert_eq(f.feed_rc, 0);
+    out->truncated = f.truncated;
+    out->usage = f.usage;
+    out->saw_error = f.saw_error;
 }
 
 typedef struct stream_case {
@@ -305,7 +253,7 @@ static void check_stream(const stream_case_t *c)
     char *want = fx_slurp(DIR, fn, &el);
     run_t ref;
     run_stream(in, il, il, 0, c->wants_usage, &ref);
-    compare_events(c->name, ref.events.data ? ref.events.data : "", want);
+    fx_compare_events(c->name, ref.events.data ? ref.events.data : "", want, 1);
     cr_assert_eq(ref.truncated, c->truncated, "%s: truncation", c->name);
     cr_assert_eq(ref.saw_error, c->saw_error, "%s: saw_error", c->name);
     cr_assert_eq(ref.usage.prompt_tokens, c->usage.prompt_tokens, "%s: prompt tokens", c->name);
@@ -346,23 +294,17 @@ Test(anthropic_stream, fixtures_at_every_split)
         check_stream(&cases[i]);
 }
 
+/* The whole text in one feed; the stream is finished even when the feed failed. */
 static void feed_all(const char *text, run_t *out, int *feed_rc)
 {
     ad_request_t r;
     scan("{\"model\":\"claude\",\"stream\":true,\"messages\":[]}", &r);
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = &r;
-    st.priv = calloc(1, ad_anthropic.state_size);
-    ad_anthropic.stream_init(&st, &r);
     ad_buf_init(&out->events, 1 << 20);
-    st.emit = on_ev;
-    st.emit_ud = &out->events;
-    *feed_rc = ad_anthropic.stream_feed(&st, text, strlen(text));
-    out->truncated = ad_anthropic.stream_finish(&st);
-    out->usage = st.usage;
-    ad_stream_free(&st);
-    free(st.priv);
+    size_t n = strlen(text);
+    fx_fed_t f = fx_feed(&ad_anthropic, &r, text, n, n, 0, FX_FINISH_AFTER_ERROR, on_ev, &out->events);
+    *feed_rc = f.feed_rc;
+    out->truncated = f.truncated;
+    out->usage = f.usage;
 }
 
 Test(anthropic_stream, events_after_the_end_are_ignored)

@@ -226,13 +226,8 @@ typedef struct sink {
 static int on_ev(void *ud, const ad_event_t *ev)
 {
     sink_t *s = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
     cr_assert_null(ev->raw, "a translating adapter leaves raw to the core");
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        ad_buf_appendf(&s->events, "%s %.*s\n", name, (int)ev->len, ev->data);
-    else
-        ad_buf_appendf(&s->events, "%s\n", name);
+    fx_event_line(&s->events, ev);
     return ++s->seen == s->stop_after ? 7 : 0;
 }
 
@@ -251,25 +246,8 @@ static run_t run_stream(const char *in, size_t len, size_t split, size_t step, i
         "{\"model\":\"claude\",\"messages\":[],\"stream\":true,\"stream_options\":{\"include_usage\":%s}}",
         wants_usage ? "true" : "false");
     ad_request_t r = request_for(AD_OP_CHAT, body, strlen(body));
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = &r;
-    st.priv = calloc(1, ad_bedrock.state_size);
-    ad_bedrock.stream_init(&st, &r);
-    st.emit = on_ev;
-    st.emit_ud = s;
-    run_t out = {.feed_rc = 0};
-    size_t cuts[2] = {split, len};
-    for (size_t at = 0, k = 0; at < len && out.feed_rc == 0; k++) {
-        size_t to = step > 0 ? (len - at < step ? len : at + step) : cuts[k];
-        out.feed_rc = ad_bedrock.stream_feed(&st, in + at, to - at);
-        at = to;
-    }
-    out.truncated = out.feed_rc == 0 ? ad_bedrock.stream_finish(&st) : -1;
-    out.usage = st.usage;
-    ad_bedrock.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
+    fx_fed_t f = fx_feed(&ad_bedrock, &r, in, len, split, step, 0, on_ev, s);
+    run_t out = {.feed_rc = f.feed_rc, .truncated = f.truncated, .usage = f.usage};
     return out;
 }
 

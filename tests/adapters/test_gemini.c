@@ -211,14 +211,8 @@ Test(gemini_request, body_ceiling_is_an_error)
 
 static int on_ev(void *ud, const ad_event_t *ev)
 {
-    ad_buf_t *b = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
     cr_assert_null(ev->raw, "translated events carry no raw bytes");
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        cr_assert_eq(ad_buf_appendf(b, "%s %.*s\n", name, (int)ev->len, ev->data), 0);
-    else
-        cr_assert_eq(ad_buf_appendf(b, "%s\n", name), 0);
+    cr_assert_eq(fx_event_line(ud, ev), 0);
     return 0;
 }
 
@@ -233,56 +227,10 @@ typedef struct run {
 static void run_stream(const ad_request_t *r, const char *in, size_t len, size_t split, size_t step,
                        run_t *out)
 {
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = r;
-    st.priv = calloc(1, ad_gemini.state_size);
-    ad_gemini.stream_init(&st, r);
-    st.emit = on_ev;
-    st.emit_ud = &out->events;
-    out->feed_rc = 0;
-    size_t cuts[2] = {split, len}, ncuts = 2, at = 0;
-    for (size_t k = 0; step > 0 ? at < len : k < ncuts; k++) {
-        size_t end = step > 0 ? (len - at < step ? len : at + step) : cuts[k];
-        int rc = ad_gemini.stream_feed(&st, in + at, end - at);
-        if (out->feed_rc == 0)
-            out->feed_rc = rc;
-        at = end;
-    }
-    out->truncated = ad_gemini.stream_finish(&st);
-    out->usage = st.usage;
-    if (ad_gemini.stream_free != NULL)
-        ad_gemini.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
-}
-
-/* Each line of got equals the fixture's line: same kind, parsed-JSON-equal payload. */
-static void compare_events(const char *name, const char *got, const char *want)
-{
-    const char *g = got, *w = want;
-    for (int line = 1; *g != '\0' || *w != '\0'; line++) {
-        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
-        cr_assert(ge != NULL && we != NULL, "%s: event count differs at event %d\n--- got ---\n%s", name,
-                  line, got);
-        size_t gk = strcspn(g, " \n"), wk = strcspn(w, " \n");
-        cr_assert(gk == wk && memcmp(g, w, gk) == 0, "%s event %d: kind %.*s, want %.*s", name, line, (int)gk,
-                  g, (int)wk, w);
-        if (g[gk] == ' ') {
-            json_error_t e1, e2;
-            json_t *a = json_loadb(g + gk + 1, (size_t)(ge - g) - gk - 1, 0, &e1);
-            json_t *b = json_loadb(w + wk + 1, (size_t)(we - w) - wk - 1, 0, &e2);
-            cr_assert_not_null(a, "%s event %d: not JSON: %s", name, line, e1.text);
-            cr_assert_not_null(b, "%s event %d: fixture not JSON: %s", name, line, e2.text);
-            char what[128];
-            snprintf(what, sizeof(what), "%s event %d", name, line);
-            fx_assert_json(what, a, b, 0);
-            json_decref(a);
-            json_decref(b);
-        }
-        g = ge + 1;
-        w = we + 1;
-    }
+    fx_fed_t f = fx_feed(&ad_gemini, r, in, len, split, step, FX_FINISH_AFTER_ERROR, on_ev, &out->events);
+    out->feed_rc = f.feed_rc;
+    out->truncated = f.truncated;
+    out->usage = f.usage;
 }
 
 /* The stream's bytes with every line end turned into eol ("\n", "\r\n" or "\r"). */
@@ -320,7 +268,7 @@ static void check_one_framing(const stream_case_t *c, const ad_request_t *r, con
     ad_buf_init(&whole.events, 1 << 20);
     run_stream(r, in, il, il, 0, &whole);
     cr_assert_eq(whole.feed_rc, 0, "%s: feed failed", label);
-    compare_events(label, whole.events.data ? whole.events.data : "", events);
+    fx_compare_events(label, whole.events.data ? whole.events.data : "", events, 0);
     cr_assert_eq(whole.truncated, c->truncated, "%s: truncation", label);
     cr_assert_eq(whole.usage.prompt_tokens, c->prompt, "%s: prompt tokens", label);
     cr_assert_eq(whole.usage.completion_tokens, c->completion, "%s: completion tokens", label);
