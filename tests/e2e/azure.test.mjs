@@ -10,7 +10,9 @@ import {
   azureEmbedding, promptTokens,
 } from '../fakes/azure-upstream.mjs';
 import { assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
-import { MSGS, WEATHER_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails } from './common.mjs';
+import {
+  MSGS, WEATHER_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails, toolRoundTrip,
+} from './common.mjs';
 
 const TOOLS = [WEATHER_TOOL];
 
@@ -101,31 +103,16 @@ describe('azure chat', () => {
 
 describe('azure tools', () => {
   async function roundTrip(stream) {
-    const first = { model: 'gpt-4o-tools', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: TOOLS };
-    let call;
-    if (stream) {
-      const out = await collect(await client.chat.completions.create({ ...first, stream: true }));
-      assert.equal(out.finish, 'tool_calls');
-      assert.equal(out.calls.length, 1);
-      const c = out.calls[0];
-      call = { id: c.id, name: c.function.name, arguments: c.function.arguments };
-    } else {
-      const r = await client.chat.completions.create(first);
-      assert.equal(r.choices[0].finish_reason, 'tool_calls');
-      const tc = r.choices[0].message.tool_calls[0];
-      call = { id: tc.id, name: tc.function.name, arguments: tc.function.arguments };
-    }
-    assert.deepEqual(call, { id: AZURE_TOOL_CALL_ID, name: 'get_weather', arguments: AZURE_TOOL_ARG_PIECES.join('') });
-    const messages = [
-      ...first.messages,
-      { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] },
-      { role: 'tool', tool_call_id: call.id, content: '18C sunny' },
-    ];
-    const second = { model: 'gpt-4o-tools', tools: TOOLS, messages };
-    const text = stream
-      ? (await collect(await client.chat.completions.create({ ...second, stream: true }))).content
-      : (await client.chat.completions.create(second)).choices[0].message.content;
-    assert.equal(text, 'Tool said: 18C sunny');
+    const messages = await toolRoundTrip(client, {
+      model: 'gpt-4o-tools',
+      tools: TOOLS,
+      stream,
+      checkCall: (call) =>
+        assert.deepEqual(
+          { id: call.id, name: call.function.name, arguments: call.function.arguments },
+          { id: AZURE_TOOL_CALL_ID, name: 'get_weather', arguments: AZURE_TOOL_ARG_PIECES.join('') },
+        ),
+    });
     assert.deepEqual(fake.last().body.messages, messages, 'the conversation reaches Azure unchanged');
   }
 

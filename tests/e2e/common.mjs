@@ -137,3 +137,42 @@ export async function assertStreamFails(stream, fields = {}, cls = OpenAI.APIErr
   await assertSdkError(read, cls, fields);
   return text;
 }
+
+/**
+ * One tool round trip through `model`, streamed or not. The first answer must be exactly one
+ * tool call (finish "tool_calls", no content); `checkCall(call)` checks it ({ id, type,
+ * function: { name, arguments } }). The call and `result` then go back as an assistant and a
+ * tool message, and the answer must be "Tool said: <result>". Returns the messages of that
+ * second request.
+ */
+export async function toolRoundTrip(client, { model, tools, stream, checkCall, result = '18C sunny' }) {
+  const first = { model, messages: [{ role: 'user', content: 'Weather in Paris?' }], tools };
+  let call;
+  if (stream) {
+    const out = await collect(await client.chat.completions.create({ ...first, stream: true }));
+    assert.equal(out.finish, 'tool_calls');
+    assert.equal(out.content, '');
+    assert.equal(out.calls.length, 1);
+    call = out.calls[0];
+  } else {
+    const r = await client.chat.completions.create(first);
+    assert.equal(r.choices[0].finish_reason, 'tool_calls');
+    assert.equal(r.choices[0].message.content, null);
+    assert.equal(r.choices[0].message.tool_calls.length, 1);
+    call = r.choices[0].message.tool_calls[0];
+  }
+  assert.equal(call.type, 'function');
+  checkCall(call);
+  const { id, function: fn } = call;
+  const messages = [
+    ...first.messages,
+    { role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name: fn.name, arguments: fn.arguments } }] },
+    { role: 'tool', tool_call_id: id, content: result },
+  ];
+  const second = { model, tools, messages };
+  const text = stream
+    ? (await collect(await client.chat.completions.create({ ...second, stream: true }))).content
+    : (await client.chat.completions.create(second)).choices[0].message.content;
+  assert.equal(text, `Tool said: ${result}`);
+  return messages;
+}

@@ -8,7 +8,9 @@ import {
   startFakeOllama, OLLAMA_REPLY, OLLAMA_TOOL_ARGS, OLLAMA_MIDSTREAM_ERROR, ollamaEmbedding, promptEvalCount,
 } from '../fakes/ollama-upstream.mjs';
 import { assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
-import { MSGS, WEATHER_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails } from './common.mjs';
+import {
+  MSGS, WEATHER_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails, toolRoundTrip,
+} from './common.mjs';
 
 const TOOLS = [WEATHER_TOOL];
 
@@ -79,41 +81,17 @@ describe('ollama chat', () => {
 
 describe('ollama tools', () => {
   async function roundTrip(stream) {
-    const first = { model: 'qwen', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: TOOLS };
-    let call;
-    if (stream) {
-      const out = await collect(await client.chat.completions.create({ ...first, stream: true }));
-      assert.equal(out.finish, 'tool_calls');
-      assert.equal(out.calls.length, 1);
-      const c = out.calls[0];
-      call = { id: c.id, name: c.function.name, arguments: c.function.arguments };
-    } else {
-      const r = await client.chat.completions.create(first);
-      assert.equal(r.choices[0].finish_reason, 'tool_calls');
-      assert.equal(r.choices[0].message.content, null);
-      const tc = r.choices[0].message.tool_calls;
-      assert.equal(tc.length, 1);
-      assert.equal(tc[0].type, 'function');
-      call = { id: tc[0].id, name: tc[0].function.name, arguments: tc[0].function.arguments };
-    }
-    assert.equal(call.name, 'get_weather');
-    assert.equal(call.id, 'call_0', 'Ollama gives no id: the adapter synthesises call_<index>');
-    assert.deepEqual(JSON.parse(call.arguments), OLLAMA_TOOL_ARGS);
-    assert.deepEqual(fake.last('/api/chat').body.tools, TOOLS);
-
-    const second = {
+    await toolRoundTrip(client, {
       model: 'qwen',
       tools: TOOLS,
-      messages: [
-        ...first.messages,
-        { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] },
-        { role: 'tool', tool_call_id: call.id, content: '18C sunny' },
-      ],
-    };
-    let text;
-    if (stream) text = (await collect(await client.chat.completions.create({ ...second, stream: true }))).content;
-    else text = (await client.chat.completions.create(second)).choices[0].message.content;
-    assert.equal(text, 'Tool said: 18C sunny');
+      stream,
+      checkCall: (call) => {
+        assert.equal(call.function.name, 'get_weather');
+        assert.equal(call.id, 'call_0', 'Ollama gives no id: the adapter synthesises call_<index>');
+        assert.deepEqual(JSON.parse(call.function.arguments), OLLAMA_TOOL_ARGS);
+        assert.deepEqual(fake.last('/api/chat').body.tools, TOOLS);
+      },
+    });
     const up = fake.last('/api/chat').body.messages;
     assert.deepEqual(up[1].tool_calls, [{ function: { name: 'get_weather', arguments: OLLAMA_TOOL_ARGS } }]);
     assert.deepEqual(up[2], { role: 'tool', content: '18C sunny', tool_name: 'get_weather' });
