@@ -38,6 +38,14 @@ static inline char *fx_slurp(const char *dir, const char *name, size_t *len)
     return b;
 }
 
+/* Reads fixture <name><suffix> from dir (e.g. "stream-text", ".events"). */
+static inline char *fx_slurp_as(const char *dir, const char *name, const char *suffix, size_t *len)
+{
+    char fn[256];
+    snprintf(fn, sizeof(fn), "%s%s", name, suffix);
+    return fx_slurp(dir, fn, len);
+}
+
 static inline json_t *fx_load_json(const char *dir, const char *name)
 {
     size_t len;
@@ -47,6 +55,13 @@ static inline json_t *fx_load_json(const char *dir, const char *name)
     cr_assert_not_null(j, "%s/%s: %s (line %d)", dir, name, e.text, e.line);
     free(text);
     return j;
+}
+
+static inline json_t *fx_load_json_as(const char *dir, const char *name, const char *suffix)
+{
+    char fn[256];
+    snprintf(fn, sizeof(fn), "%s%s", name, suffix);
+    return fx_load_json(dir, fn);
 }
 
 /* Parses text as JSON; a text that is not JSON fails the test, naming `what`. */
@@ -132,12 +147,9 @@ static inline ad_request_t fx_request(ad_op_t op, const char *body, size_t len)
 static inline void fx_check_build(const ad_adapter_t *ad, const char *dir, const char *name, ad_op_t op,
                                   const ad_deployment_t *dep)
 {
-    char fn[256];
     size_t len;
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    char *body = fx_slurp(dir, fn, &len);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = fx_load_json(dir, fn);
+    char *body = fx_slurp_as(dir, name, ".request.json", &len);
+    json_t *want = fx_load_json_as(dir, name, ".upstream.json");
     ad_request_t r = fx_request(op, body, len);
     ad_http_request_t h;
     ad_http_request_init(&h, 1 << 20);

@@ -61,11 +61,8 @@ static json_t *headers_object(const ad_http_request_t *h)
 
 static void check_request(const char *name)
 {
-    char fn[256];
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    json_t *in = fx_load_json(DIR, fn);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = fx_load_json(DIR, fn);
+    json_t *in = fx_load_json_as(DIR, name, ".request.json");
+    json_t *want = fx_load_json_as(DIR, name, ".upstream.json");
     char *body = json_dumps(json_object_get(in, "request"), JSON_COMPACT);
     ad_request_t r;
     scan(body, &r);
@@ -245,12 +242,9 @@ typedef struct stream_case {
 
 static void check_stream(const stream_case_t *c)
 {
-    char fn[256];
     size_t il, el;
-    snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *in = fx_slurp(DIR, fn, &il);
-    snprintf(fn, sizeof(fn), "%s.events", c->name);
-    char *want = fx_slurp(DIR, fn, &el);
+    char *in = fx_slurp_as(DIR, c->name, ".sse", &il);
+    char *want = fx_slurp_as(DIR, c->name, ".events", &el);
     run_t ref;
     run_stream(in, il, il, 0, c->wants_usage, &ref);
     fx_compare_events(c->name, ref.events.data ? ref.events.data : "", want, 1);
@@ -400,12 +394,9 @@ Test(anthropic_stream, emit_can_stop_the_feed)
 
 static void check_response(const char *name)
 {
-    char fn[256];
     size_t n;
-    snprintf(fn, sizeof(fn), "%s.anthropic.json", name);
-    char *body = fx_slurp(DIR, fn, &n);
-    snprintf(fn, sizeof(fn), "%s.openai.json", name);
-    json_t *want = fx_load_json(DIR, fn);
+    char *body = fx_slurp_as(DIR, name, ".anthropic.json", &n);
+    json_t *want = fx_load_json_as(DIR, name, ".openai.json");
     ad_request_t r;
     scan("{\"model\":\"claude\",\"messages\":[]}", &r);
     ad_buf_t out;

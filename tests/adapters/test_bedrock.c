@@ -45,10 +45,9 @@ static void check_request_case(json_t *c)
     const char *name = json_string_value(json_object_get(c, "name"));
     const char *op_name = json_string_value(json_object_get(c, "op"));
     ad_op_t op = strcmp(op_name, "embeddings") == 0 ? AD_OP_EMBEDDINGS : AD_OP_CHAT;
-    char fn[256], err[512] = "";
+    char err[512] = "";
     size_t len;
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    char *body = fx_slurp(DIR, fn, &len);
+    char *body = fx_slurp_as(DIR, name, ".request.json", &len);
     ad_request_t r = request_for(op, body, len);
     r.now = json_integer_value(json_object_get(c, "now"));
     ad_deployment_t dep = deployment_from(json_object_get(c, "deployment"));
@@ -56,8 +55,7 @@ static void check_request_case(json_t *c)
     ad_http_request_init(&h, 1 << 20);
     cr_assert_eq(ad_bedrock.build_request(&r, &dep, &h, err, sizeof(err)), 0, "%s: %s", name, err);
 
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = fx_load_json(DIR, fn);
+    json_t *want = fx_load_json_as(DIR, name, ".upstream.json");
     cr_assert_str_eq(h.method, json_string_value(json_object_get(want, "method")), "%s: method", name);
     cr_assert_str_eq(h.url.data, json_string_value(json_object_get(want, "url")), "%s: url", name);
     json_t *hdrs = json_object_get(want, "headers");
@@ -450,12 +448,9 @@ Test(bedrock_response, converse_fixtures)
     const char *body = "{\"model\":\"claude\",\"messages\":[]}";
     ad_request_t r = request_for(AD_OP_CHAT, body, strlen(body));
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256];
         size_t len;
-        snprintf(fn, sizeof(fn), "%s.converse.json", cases[i].name);
-        char *in = fx_slurp(DIR, fn, &len);
-        snprintf(fn, sizeof(fn), "%s.completion.json", cases[i].name);
-        json_t *want = fx_load_json(DIR, fn);
+        char *in = fx_slurp_as(DIR, cases[i].name, ".converse.json", &len);
+        json_t *want = fx_load_json_as(DIR, cases[i].name, ".completion.json");
         ad_buf_t out;
         ad_usage_t u = {-1, -1, -1, -1};
         ad_buf_init(&out, 1 << 20);

@@ -43,12 +43,9 @@ typedef struct req_case {
 
 static void check_request(const req_case_t *c)
 {
-    char fn[256];
     size_t bl;
-    snprintf(fn, sizeof(fn), "%s.request.json", c->name);
-    char *body = fx_slurp(DIR, fn, &bl);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", c->name);
-    json_t *want = fx_load_json(DIR, fn);
+    char *body = fx_slurp_as(DIR, c->name, ".request.json", &bl);
+    json_t *want = fx_load_json_as(DIR, c->name, ".upstream.json");
     ad_request_t r = scan(c->op, body, bl);
     ad_deployment_t d = {
         .provider = "gemini", .upstream_model = c->model, .api_base = c->api_base, .api_key = c->api_key};
@@ -290,12 +287,9 @@ static void check_one_framing(const stream_case_t *c, const ad_request_t *r, con
 
 static void check_stream(const stream_case_t *c)
 {
-    char fn[256];
     size_t il, el;
-    snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *in = fx_slurp(DIR, fn, &il);
-    snprintf(fn, sizeof(fn), "%s.events", c->name);
-    char *events = fx_slurp(DIR, fn, &el);
+    char *in = fx_slurp_as(DIR, c->name, ".sse", &il);
+    char *events = fx_slurp_as(DIR, c->name, ".events", &el);
     char body[128];
     snprintf(body, sizeof(body), "{\"model\":\"gemini-flash\",\"stream\":true,\"n\":%d%s,\"messages\":[]}",
              c->n, c->include_usage ? ",\"stream_options\":{\"include_usage\":true}" : "");
@@ -395,12 +389,9 @@ Test(gemini_stream, empty_body_and_stray_done)
 
 static void check_response(const char *name, const char *client_body)
 {
-    char fn[256];
     size_t bl;
-    snprintf(fn, sizeof(fn), "%s.json", name);
-    char *body = fx_slurp(DIR, fn, &bl);
-    snprintf(fn, sizeof(fn), "%s.expected.json", name);
-    json_t *want = fx_load_json(DIR, fn);
+    char *body = fx_slurp_as(DIR, name, ".json", &bl);
+    json_t *want = fx_load_json_as(DIR, name, ".expected.json");
     ad_request_t r = scan(AD_OP_CHAT, client_body, strlen(client_body));
     ad_buf_t out;
     ad_buf_init(&out, 1 << 20);

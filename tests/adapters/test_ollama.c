@@ -199,10 +199,8 @@ Test(ollama_stream, emit_stop_is_returned)
 static void check_response(const char *name, ad_op_t op, const char *client_body, const char *want_file,
                            int64_t prompt, int64_t completion)
 {
-    char fn[256];
     size_t len;
-    snprintf(fn, sizeof(fn), "%s.response.json", name);
-    char *body = fx_slurp(DIR, fn, &len);
+    char *body = fx_slurp_as(DIR, name, ".response.json", &len);
     ad_request_t r = fx_request(op, client_body, strlen(client_body));
     ad_buf_t out;
     ad_buf_init(&out, 1 << 20);

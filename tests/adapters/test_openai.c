@@ -16,12 +16,9 @@
 
 static void check_splice(const char *name)
 {
-    char fn[256];
     size_t rl, ul;
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    char *req = fx_slurp(DIR, fn, &rl);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    char *want = fx_slurp(DIR, fn, &ul);
+    char *req = fx_slurp_as(DIR, name, ".request.json", &rl);
+    char *want = fx_slurp_as(DIR, name, ".upstream.json", &ul);
     ad_request_t r;
     cr_assert_eq(ad_request_scan(AD_OP_CHAT, req, rl, &r, NULL), 0, "%s: scan", name);
     ad_buf_t out;

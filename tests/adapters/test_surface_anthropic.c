@@ -34,12 +34,10 @@ Test(anthropic_request, fixtures)
                            "req-tools-roundtrip",  "req-tool-choice-any",  "req-tool-choice-tool",
                            "req-tool-choice-none", "req-server-tools-only"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256], err[256] = "";
+        char err[256] = "";
         size_t il, wl;
-        snprintf(fn, sizeof(fn), "%s.anthropic.json", cases[i]);
-        char *in = fx_slurp(DIR, fn, &il);
-        snprintf(fn, sizeof(fn), "%s.openai.json", cases[i]);
-        char *want = fx_slurp(DIR, fn, &wl);
+        char *in = fx_slurp_as(DIR, cases[i], ".anthropic.json", &il);
+        char *want = fx_slurp_as(DIR, cases[i], ".openai.json", &wl);
         ad_buf_t out;
         ad_buf_init(&out, 1 << 20);
         cr_assert_eq(ad_anthropic_in_request(in, il, &out, err, sizeof(err)), 0, "%s: %s", cases[i], err);
@@ -246,12 +244,9 @@ Test(anthropic_response, fixtures)
         {"resp-reasoning-filter", "claude-sonnet-4-5"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256];
         size_t il, wl;
-        snprintf(fn, sizeof(fn), "%s.openai.json", cases[i].name);
-        char *in = fx_slurp(DIR, fn, &il);
-        snprintf(fn, sizeof(fn), "%s.anthropic.json", cases[i].name);
-        char *want = fx_slurp(DIR, fn, &wl);
+        char *in = fx_slurp_as(DIR, cases[i].name, ".openai.json", &il);
+        char *want = fx_slurp_as(DIR, cases[i].name, ".anthropic.json", &wl);
         ad_buf_t out;
         ad_buf_init(&out, 1 << 20);
         cr_assert_eq(ad_anthropic_in_response(in, il, cases[i].model, &out), 0, "%s", cases[i].name);
@@ -377,12 +372,10 @@ static void encode_sse(const stream_case_t *c, const ad_buf_t *sse, const ad_buf
 
 static void check_stream(const stream_case_t *c)
 {
-    char fn[256], why[256];
+    char why[256];
     size_t il, wl;
-    snprintf(fn, sizeof(fn), "%s.chunks", c->name);
-    char *in = fx_slurp(DIR, fn, &il);
-    snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *want = fx_slurp(DIR, fn, &wl);
+    char *in = fx_slurp_as(DIR, c->name, ".chunks", &il);
+    char *want = fx_slurp_as(DIR, c->name, ".sse", &wl);
     cr_assert_eq(asc_check(want, wl, 1, 1, why, sizeof(why)), 0, "%s: fixture breaks the rules: %s", c->name,
                  why);
 

@@ -24,12 +24,10 @@ Test(simple_request, fixtures)
         const char *name, *provider;
     } cases[] = {{"simple-req-full", "anthropic"}, {"simple-req-minimal", ""}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256], err[256] = "", provider[64] = "x";
+        char err[256] = "", provider[64] = "x";
         size_t il, wl;
-        snprintf(fn, sizeof(fn), "%s.json", cases[i].name);
-        char *in = fx_slurp(DIR, fn, &il);
-        snprintf(fn, sizeof(fn), "%s.openai.json", cases[i].name);
-        char *want = fx_slurp(DIR, fn, &wl);
+        char *in = fx_slurp_as(DIR, cases[i].name, ".json", &il);
+        char *want = fx_slurp_as(DIR, cases[i].name, ".openai.json", &wl);
         ad_buf_t out;
         ad_buf_init(&out, 1 << 16);
         cr_assert_eq(ad_simple_in_request(in, il, &out, provider, sizeof(provider), err, sizeof(err)), 0,
