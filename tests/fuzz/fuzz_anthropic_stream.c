@@ -13,9 +13,8 @@
 #include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t events; /* per event: type byte, hidden byte, 8-byte length, data */
+    fz_result_t base; /* log: per event: type byte, hidden byte, 8-byte length, data */
     int ended;
-    fz_outcome_t out;
 } result_t;
 
 static int on_event(void *ud, const ad_event_t *ev)
@@ -28,13 +27,14 @@ static int on_event(void *ud, const ad_event_t *ev)
     if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
         check(ev->data != NULL && ad_json_validate(ev->data, ev->len, NULL) == 0);
     r->ended = ev->type == AD_EV_DONE || ev->type == AD_EV_ERROR;
-    check(ad_buf_append(&r->events, head, 2) == 0 && ad_buf_append(&r->events, &len, sizeof(len)) == 0);
-    check(ev->len == 0 || ad_buf_append(&r->events, ev->data, ev->len) == 0);
+    check(ad_buf_append(&r->base.log, head, 2) == 0 && ad_buf_append(&r->base.log, &len, sizeof(len)) == 0);
+    check(ev->len == 0 || ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
     return 0;
 }
 
-static void run(const fz_input_t *in, size_t cut, result_t *r)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
+    result_t *r = result;
     static const char body[] = "{\"model\":\"claude\",\"stream\":true,\"messages\":[]}";
     ad_request_t req;
     check(ad_request_scan(AD_OP_CHAT, body, sizeof(body) - 1, &req, NULL) == 0);
@@ -42,8 +42,8 @@ static void run(const fz_input_t *in, size_t cut, result_t *r)
     req.now = 1700000000;
     req.request_id = "fuzz";
     memset(r, 0, sizeof(*r));
-    ad_buf_init(&r->events, (size_t)1 << 30);
-    fz_run_stream(&ad_anthropic, &req, in->p, in->n, cut, 0, on_event, r, &r->out);
+    ad_buf_init(&r->base.log, (size_t)1 << 30);
+    fz_run_stream(&ad_anthropic, &req, in->p, in->n, cut, 0, on_event, r, &r->base.out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,11 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fz_input(data, size, &in))
         return 0;
     result_t whole, split;
-    run(&in, in.n, &whole);
-    run(&in, in.cut, &split);
-    fz_check_same(&whole.out, &split.out, &whole.events, &split.events);
-    check(whole.out.saw_error == split.out.saw_error);
-    ad_buf_free(&whole.events);
-    ad_buf_free(&split.events);
+    fz_whole_and_split(&in, run, &whole, &split);
+    check(whole.base.out.saw_error == split.base.out.saw_error);
+    ad_buf_free(&whole.base.log);
+    ad_buf_free(&split.base.log);
     return 0;
 }

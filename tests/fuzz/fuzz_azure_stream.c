@@ -14,9 +14,8 @@
 #include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t log;
+    fz_result_t base;
     size_t n_events;
-    fz_outcome_t out;
 } result_t;
 
 static void check_client_chunk(const ad_event_t *ev)
@@ -38,18 +37,19 @@ static int on_event(void *ud, const ad_event_t *ev)
     result_t *r = ud;
     if (ev->type == AD_EV_CHUNK && !ev->hidden)
         check_client_chunk(ev);
-    check(ad_buf_appendf(&r->log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
-    check(ev->data == NULL || ad_buf_append(&r->log, ev->data, ev->len) == 0);
-    check(ad_buf_appendf(&r->log, "\n%d:", ev->raw != NULL) == 0);
-    check(ev->raw == NULL || ad_buf_append(&r->log, ev->raw, ev->raw_len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
+    check(ev->data == NULL || ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
+    check(ad_buf_appendf(&r->base.log, "\n%d:", ev->raw != NULL) == 0);
+    check(ev->raw == NULL || ad_buf_append(&r->base.log, ev->raw, ev->raw_len) == 0);
     r->n_events++;
     return 0;
 }
 
-static void run(const fz_input_t *in, size_t cut, result_t *r)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
+    result_t *r = result;
     memset(r, 0, sizeof(*r));
-    fz_run_chat(&ad_azure, in, cut, FZ_FINISH_AFTER_ERROR, on_event, r, &r->log, &r->out);
+    fz_run_chat(&ad_azure, in, cut, FZ_FINISH_AFTER_ERROR, on_event, r, &r->base.log, &r->base.out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -60,11 +60,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fz_input(data, size, &in))
         return 0;
     result_t whole, split;
-    run(&in, in.n, &whole);
-    run(&in, in.cut, &split);
-    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
+    fz_whole_and_split(&in, run, &whole, &split);
     check(whole.n_events == split.n_events);
-    ad_buf_free(&whole.log);
-    ad_buf_free(&split.log);
+    ad_buf_free(&whole.base.log);
+    ad_buf_free(&split.base.log);
     return 0;
 }

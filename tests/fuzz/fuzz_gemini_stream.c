@@ -13,9 +13,8 @@
 #include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t events; /* "<type><hidden> <data>\n" per event */
+    fz_result_t base; /* log: "<type><hidden> <data>\n" per event */
     int done_seen;
-    fz_outcome_t out;
 } result_t;
 
 static int on_event(void *ud, const ad_event_t *ev)
@@ -30,20 +29,26 @@ static int on_event(void *ud, const ad_event_t *ev)
     if (ev->type == AD_EV_DONE)
         r->done_seen = 1;
     char head[3] = {(char)('0' + ev->type), (char)('0' + (ev->hidden != 0)), ' '};
-    check(ad_buf_append(&r->events, head, sizeof head) == 0);
+    check(ad_buf_append(&r->base.log, head, sizeof head) == 0);
     if (ev->data != NULL)
-        check(ad_buf_append(&r->events, ev->data, ev->len) == 0);
-    check(ad_buf_append(&r->events, "\n", 1) == 0);
+        check(ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
+    check(ad_buf_append(&r->base.log, "\n", 1) == 0);
     return 0;
 }
 
-static void run(const ad_request_t *req, const fz_input_t *in, size_t cut, result_t *r)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
+    result_t *r = result;
+    ad_request_t req;
+    fz_chat_request(&req, in->flags & 1);
+    req.n = 1 + ((in->flags >> 1) & 7);
+    req.max_tokens = -1;
     memset(r, 0, sizeof *r);
-    ad_buf_init(&r->events, (size_t)1 << 30);
-    fz_run_stream(&ad_gemini, req, in->p, in->n, cut,
-                  FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR | FZ_RC_ZERO_OR_MINUS1, on_event, r, &r->out);
-    check(!r->done_seen || r->out.truncated == 0);
+    ad_buf_init(&r->base.log, (size_t)1 << 30);
+    fz_run_stream(&ad_gemini, &req, in->p, in->n, cut,
+                  FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR | FZ_RC_ZERO_OR_MINUS1, on_event, r,
+                  &r->base.out);
+    check(!r->done_seen || r->base.out.truncated == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,16 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_input_t in;
     if (!fz_input(data, size, &in))
         return 0;
-    ad_request_t req;
-    fz_chat_request(&req, in.flags & 1);
-    req.n = 1 + ((in.flags >> 1) & 7);
-    req.max_tokens = -1;
-
     result_t whole, split;
-    run(&req, &in, in.n, &whole);
-    run(&req, &in, in.cut, &split);
-    fz_check_same(&whole.out, &split.out, &whole.events, &split.events);
-    ad_buf_free(&whole.events);
-    ad_buf_free(&split.events);
+    fz_whole_and_split(&in, run, &whole, &split);
+    ad_buf_free(&whole.base.log);
+    ad_buf_free(&split.base.log);
     return 0;
 }

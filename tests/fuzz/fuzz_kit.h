@@ -137,4 +137,22 @@ static inline void fz_check_same(const fz_outcome_t *a, const fz_outcome_t *b, c
     fz_check_same_log(log_a, log_b);
 }
 
+/* The part of a stream target's result the kit compares; each target's result starts with it. */
+typedef struct fz_result {
+    ad_buf_t log; /* the target's rendering of every event */
+    fz_outcome_t out;
+} fz_result_t;
+
+/* A target's run of its adapter over in's bytes cut at `cut`, into its result (fz_result_t first). */
+typedef void (*fz_run_fn)(const fz_input_t *in, size_t cut, void *result);
+
+/* Runs the target whole and cut at in->cut: both runs must agree (fz_check_same). */
+static inline void fz_whole_and_split(const fz_input_t *in, fz_run_fn run, void *whole, void *split)
+{
+    run(in, in->n, whole);
+    run(in, in->cut, split);
+    const fz_result_t *a = whole, *b = split;
+    fz_check_same(&a->out, &b->out, &a->log, &b->log);
+}
+
 #endif

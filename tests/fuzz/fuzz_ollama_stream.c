@@ -11,11 +11,10 @@
 #include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t log; /* "<type><hidden>\n<len>:<data>" per event */
+    fz_result_t base; /* log: "<type><hidden>\n<len>:<data>" per event */
     size_t n_events;
     int last_type;
     int after_end; /* an event came after DONE or ERROR */
-    fz_outcome_t out;
 } result_t;
 
 static int on_event(void *ud, const ad_event_t *ev)
@@ -26,18 +25,19 @@ static int on_event(void *ud, const ad_event_t *ev)
     if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
         check(ad_json_scan_object(ev->data, ev->len, NULL, NULL, NULL) == 0);
     check(ev->raw == NULL); /* a translating adapter: the core writes the bytes */
-    check(ad_buf_appendf(&r->log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
-    check(ad_buf_append(&r->log, ev->data, ev->len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
+    check(ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
     r->n_events++;
     r->last_type = ev->type;
     return 0;
 }
 
-static void run(const fz_input_t *in, size_t cut, result_t *r)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
+    result_t *r = result;
     memset(r, 0, sizeof(*r));
-    fz_run_chat(&ad_ollama, in, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event, r, &r->log,
-                &r->out);
+    fz_run_chat(&ad_ollama, in, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event, r, &r->base.log,
+                &r->base.out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,14 +48,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fz_input(data, size, &in))
         return 0;
     result_t whole, split;
-    run(&in, in.n, &whole);
-    run(&in, in.cut, &split);
-    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
+    fz_whole_and_split(&in, run, &whole, &split);
     check(whole.n_events == split.n_events);
     check(!whole.after_end);
-    if (whole.out.rc == 0 && (whole.last_type == AD_EV_DONE || whole.last_type == AD_EV_ERROR))
-        check(whole.out.truncated == 0);
-    ad_buf_free(&whole.log);
-    ad_buf_free(&split.log);
+    if (whole.base.out.rc == 0 && (whole.last_type == AD_EV_DONE || whole.last_type == AD_EV_ERROR))
+        check(whole.base.out.truncated == 0);
+    ad_buf_free(&whole.base.log);
+    ad_buf_free(&split.base.log);
     return 0;
 }

@@ -13,10 +13,9 @@
 #include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t log; /* per event: "<type><hidden>\n<len>:<data><rawlen>:<raw>" */
-    ad_buf_t raw; /* every event's raw bytes, concatenated */
+    fz_result_t base; /* log: per event: "<type><hidden>\n<len>:<data><rawlen>:<raw>" */
+    ad_buf_t raw;     /* every event's raw bytes, concatenated */
     int wants_usage;
-    fz_outcome_t out;
 } result_t;
 
 static int on_event(void *ud, const ad_event_t *ev)
@@ -25,21 +24,22 @@ static int on_event(void *ud, const ad_event_t *ev)
     check(ev->raw != NULL); /* passthrough: every event carries the upstream's bytes */
     check(!(ev->hidden && r->wants_usage));
     check(!ev->hidden || ev->type == AD_EV_CHUNK);
-    check(ad_buf_appendf(&r->log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
-    check(ad_buf_append(&r->log, ev->data, ev->len) == 0);
-    check(ad_buf_appendf(&r->log, "%zu:", ev->raw_len) == 0);
-    check(ad_buf_append(&r->log, ev->raw, ev->raw_len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
+    check(ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%zu:", ev->raw_len) == 0);
+    check(ad_buf_append(&r->base.log, ev->raw, ev->raw_len) == 0);
     check(ad_buf_append(&r->raw, ev->raw, ev->raw_len) == 0);
     return 0;
 }
 
-static void run(const fz_input_t *in, size_t cut, result_t *r)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
+    result_t *r = result;
     memset(r, 0, sizeof(*r));
     r->wants_usage = in->flags & 1;
     ad_buf_init(&r->raw, (size_t)1 << 30);
-    fz_run_chat(&ad_openai, in, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event, r, &r->log,
-                &r->out);
+    fz_run_chat(&ad_openai, in, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event, r, &r->base.log,
+                &r->base.out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,15 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fz_input(data, size, &in))
         return 0;
     result_t whole, split;
-    run(&in, in.n, &whole);
-    run(&in, in.cut, &split);
-    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
+    fz_whole_and_split(&in, run, &whole, &split);
     int bom = in.n >= 3 && memcmp(in.p, "\xEF\xBB\xBF", 3) == 0;
-    if (!bom && whole.out.rc == 0)
+    if (!bom && whole.base.out.rc == 0)
         check(whole.raw.len <= in.n &&
               (whole.raw.len == 0 || memcmp(whole.raw.data, in.p, whole.raw.len) == 0));
-    ad_buf_free(&whole.log);
-    ad_buf_free(&split.log);
+    ad_buf_free(&whole.base.log);
+    ad_buf_free(&split.base.log);
     ad_buf_free(&whole.raw);
     ad_buf_free(&split.raw);
     return 0;
