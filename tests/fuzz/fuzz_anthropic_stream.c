@@ -46,17 +46,16 @@ static void run(const fz_input_t *in, size_t cut, void *result)
     fz_run_stream(&ad_anthropic, &req, in->p, in->n, cut, 0, on_event, r, &r->base.out);
 }
 
+static void same_error_flag(const fz_input_t *in, void *w, void *s)
+{
+    (void)in;
+    check(((const result_t *)w)->base.out.saw_error == ((const result_t *)s)->base.out.saw_error);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fz_input_t in;
-    if (!fz_input(data, size, &in))
-        return 0;
     result_t whole, split;
-    fz_whole_and_split(&in, run, &whole, &split);
-    check(whole.base.out.saw_error == split.base.out.saw_error);
-    ad_buf_free(&whole.base.log);
-    ad_buf_free(&split.base.log);
-    return 0;
+    return fz_stream_target(data, size, run, same_error_flag, &whole, &split);
 }

@@ -55,12 +55,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fz_input_t in;
-    if (!fz_input(data, size, &in))
-        return 0;
     result_t whole, split;
-    fz_whole_and_split(&in, run, &whole, &split);
-    ad_buf_free(&whole.base.log);
-    ad_buf_free(&split.base.log);
-    return 0;
+    return fz_stream_target(data, size, run, NULL, &whole, &split);
 }

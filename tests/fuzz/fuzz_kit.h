@@ -146,13 +146,29 @@ typedef struct fz_result {
 /* A target's run of its adapter over in's bytes cut at `cut`, into its result (fz_result_t first). */
 typedef void (*fz_run_fn)(const fz_input_t *in, size_t cut, void *result);
 
-/* Runs the target whole and cut at in->cut: both runs must agree (fz_check_same). */
-static inline void fz_whole_and_split(const fz_input_t *in, fz_run_fn run, void *whole, void *split)
+/* A target's own properties of the two runs; it also frees what the target added to them. */
+typedef void (*fz_more_fn)(const fz_input_t *in, void *whole, void *split);
+
+/*
+ * The libFuzzer entry point of a stream target: splits the input, runs the target whole and cut
+ * at the input's offset into `whole` and `split`, checks they agree (fz_check_same), lets `more`
+ * (may be NULL) check the rest, and frees the logs.
+ */
+static inline int fz_stream_target(const uint8_t *data, size_t size, fz_run_fn run, fz_more_fn more,
+                                   void *whole, void *split)
 {
-    run(in, in->n, whole);
-    run(in, in->cut, split);
-    const fz_result_t *a = whole, *b = split;
+    fz_input_t in;
+    if (!fz_input(data, size, &in))
+        return 0;
+    run(&in, in.n, whole);
+    run(&in, in.cut, split);
+    fz_result_t *a = whole, *b = split;
     fz_check_same(&a->out, &b->out, &a->log, &b->log);
+    if (more != NULL)
+        more(&in, whole, split);
+    ad_buf_free(&a->log);
+    ad_buf_free(&b->log);
+    return 0;
 }
 
 #endif
