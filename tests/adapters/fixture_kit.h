@@ -359,6 +359,22 @@ static inline void fx_check_stream(const ad_adapter_t *ad, const char *dir, cons
     free(relay);
 }
 
+/* ---- responses ----------------------------------------------------------------------------- */
+
+/* parse_response must refuse each of the n bodies (status -1). */
+static inline void fx_check_refused(const ad_adapter_t *ad, const ad_request_t *r, const char *const *bodies,
+                                    size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ad_buf_t out;
+        ad_buf_init(&out, 1 << 20);
+        ad_usage_t u = {-1, -1, -1, -1};
+        cr_assert_eq(ad->parse_response(r, bodies[i], strlen(bodies[i]), &out, &u), -1, "case %zu: %s", i,
+                     bodies[i]);
+        ad_buf_free(&out);
+    }
+}
+
 /* ---- errors -------------------------------------------------------------------------------- */
 
 typedef struct fx_error_case {

@@ -434,13 +434,7 @@ Test(anthropic_response, not_a_message_is_an_error)
 {
     const char *bad[] = {"", "{\"a\":", "[]", "{\"type\":\"error\",\"error\":{\"type\":\"api_error\"}}",
                          "{\"content\":\"text\"}"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ad_buf_t out;
-        ad_buf_init(&out, 4096);
-        ad_usage_t u = {-1, -1, -1, -1};
-        cr_assert_eq(ad_anthropic.parse_response(NULL, bad[i], strlen(bad[i]), &out, &u), -1, "case %zu", i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_anthropic, NULL, bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */

@@ -470,14 +470,7 @@ Test(bedrock_response, not_a_converse_body)
     const char *bodies[] = {"", "{\"output\":", "[1,2]", "{\"message\":\"hi\"}", "{\"output\":\"text\"}"};
     const char *body = "{\"model\":\"claude\",\"messages\":[]}";
     ad_request_t r = request_for(AD_OP_CHAT, body, strlen(body));
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        ad_buf_t out;
-        ad_usage_t u = {-1, -1, -1, -1};
-        ad_buf_init(&out, 1 << 20);
-        cr_assert_eq(ad_bedrock.parse_response(&r, bodies[i], strlen(bodies[i]), &out, &u), -1, "case %zu",
-                     i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_bedrock, &r, bodies, sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- embeddings ------------------------------------------------------------------------------ */
@@ -563,14 +556,7 @@ Test(bedrock_embeddings, ragged_or_foreign_bodies_fail)
                             "{\"vector\":[1]}", "{\"embedding\":{\"float\":[1]}}"};
     const char *req = "{\"model\":\"emb\",\"input\":\"x\"}";
     ad_request_t r = request_for(AD_OP_EMBEDDINGS, req, strlen(req));
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        ad_buf_t out;
-        ad_usage_t u = {-1, -1, -1, -1};
-        ad_buf_init(&out, 1 << 20);
-        cr_assert_eq(ad_bedrock.parse_response(&r, bodies[i], strlen(bodies[i]), &out, &u), -1, "case %zu",
-                     i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_bedrock, &r, bodies, sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- errors and tables ---------------------------------------------------------------------- */

@@ -477,13 +477,7 @@ Test(gemini_embeddings, ragged_or_empty_is_an_error)
     ad_request_t r = scan(AD_OP_EMBEDDINGS, client, strlen(client));
     const char *bad[] = {"{\"embeddings\":[{\"values\":[1,2]},{\"values\":[1]}]}", "{\"embeddings\":[]}",
                          "{\"embeddings\":[{\"values\":[1,\"x\"]}]}"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ad_buf_t out;
-        ad_buf_init(&out, 1 << 20);
-        ad_usage_t u;
-        cr_assert_eq(ad_gemini.parse_response(&r, bad[i], strlen(bad[i]), &out, &u), -1, "case %zu", i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_gemini, &r, bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */
