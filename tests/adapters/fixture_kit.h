@@ -361,6 +361,19 @@ static inline void fx_check_stream(const ad_adapter_t *ad, const char *dir, cons
 
 /* ---- responses ----------------------------------------------------------------------------- */
 
+/* parse_response must accept body (what names it); returns the output parsed (the caller
+ * decrefs it). *u is passed as the caller set it and holds the usage read. */
+static inline json_t *fx_parse_ok(const ad_adapter_t *ad, const ad_request_t *r, const char *body, size_t len,
+                                  const char *what, ad_usage_t *u)
+{
+    ad_buf_t out;
+    ad_buf_init(&out, 1 << 20);
+    cr_assert_eq(ad->parse_response(r, body, len, &out, u), 0, "%s: parse_response", what);
+    json_t *j = fx_parse(what, out.data != NULL ? out.data : "", out.len);
+    ad_buf_free(&out);
+    return j;
+}
+
 /* parse_response must refuse each of the n bodies (status -1). */
 static inline void fx_check_refused(const ad_adapter_t *ad, const ad_request_t *r, const char *const *bodies,
                                     size_t n)

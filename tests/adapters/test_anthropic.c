@@ -399,27 +399,18 @@ static void check_response(const char *name)
     json_t *want = fx_load_json_as(DIR, name, ".openai.json");
     ad_request_t r;
     scan("{\"model\":\"claude\",\"messages\":[]}", &r);
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {-1, -1, -1, -1};
-    cr_assert_eq(ad_anthropic.parse_response(&r, body, n, &out, &u), 0, "%s", name);
-    json_error_t je;
-    json_t *got = json_loadb(out.data, out.len, 0, &je);
-    cr_assert_not_null(got, "%s: not JSON (%s): %s", name, je.text, out.data);
-    char *gs = dump(got), *ws = dump(want);
-    cr_assert(json_equal(got, want), "%s\n got %s\nwant %s", name, gs, ws);
+    json_t *got = fx_parse_ok(&ad_anthropic, &r, body, n, name, &u);
+    fx_assert_json(name, got, want, 1);
     json_t *wu = json_object_get(want, "usage");
     json_t *cached = json_object_get(json_object_get(wu, "prompt_tokens_details"), "cached_tokens");
     cr_assert_eq(u.prompt_tokens, json_integer_value(json_object_get(wu, "prompt_tokens")), "%s", name);
     cr_assert_eq(u.completion_tokens, json_integer_value(json_object_get(wu, "completion_tokens")), "%s",
                  name);
     cr_assert_eq(u.cached_tokens, cached ? json_integer_value(cached) : -1, "%s", name);
-    free(gs);
-    free(ws);
     free(body);
     json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
 }
 
 Test(anthropic_response, fixtures)

@@ -451,15 +451,13 @@ Test(bedrock_response, converse_fixtures)
         size_t len;
         char *in = fx_slurp_as(DIR, cases[i].name, ".converse.json", &len);
         json_t *want = fx_load_json_as(DIR, cases[i].name, ".completion.json");
-        ad_buf_t out;
         ad_usage_t u = {-1, -1, -1, -1};
-        ad_buf_init(&out, 1 << 20);
-        cr_assert_eq(ad_bedrock.parse_response(&r, in, len, &out, &u), 0, "%s", cases[i].name);
-        fx_assert_json_text_exact(cases[i].name, out.data, out.len, want);
+        json_t *got = fx_parse_ok(&ad_bedrock, &r, in, len, cases[i].name, &u);
+        fx_assert_json(cases[i].name, got, want, 1);
         cr_assert_eq(u.prompt_tokens, cases[i].prompt, "%s", cases[i].name);
         cr_assert_eq(u.completion_tokens, cases[i].completion, "%s", cases[i].name);
         cr_assert_eq(u.cached_tokens, cases[i].cached, "%s", cases[i].name);
-        ad_buf_free(&out);
+        json_decref(got);
         json_decref(want);
         free(in);
     }
@@ -492,12 +490,7 @@ static json_t *embed(const char *fixture, const char *request, ad_usage_t *u)
     size_t len;
     char *in = fx_slurp(DIR, fixture, &len);
     ad_request_t r = request_for(AD_OP_EMBEDDINGS, request, strlen(request));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
-    cr_assert_eq(ad_bedrock.parse_response(&r, in, len, &out, u), 0, "%s", fixture);
-    json_t *j = json_loadb(out.data, out.len, 0, NULL);
-    cr_assert_not_null(j, "%s: %s", fixture, out.data);
-    ad_buf_free(&out);
+    json_t *j = fx_parse_ok(&ad_bedrock, &r, in, len, fixture, u);
     free(in);
     return j;
 }

@@ -393,13 +393,8 @@ static void check_response(const char *name, const char *client_body)
     char *body = fx_slurp_as(DIR, name, ".json", &bl);
     json_t *want = fx_load_json_as(DIR, name, ".expected.json");
     ad_request_t r = scan(AD_OP_CHAT, client_body, strlen(client_body));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {-1, -1, -1, -1};
-    cr_assert_eq(ad_gemini.parse_response(&r, body, bl, &out, &u), 0, "%s", name);
-    json_error_t e;
-    json_t *got = json_loadb(out.data, out.len, 0, &e);
-    cr_assert_not_null(got, "%s: output is not JSON: %s\n%s", name, e.text, out.data);
+    json_t *got = fx_parse_ok(&ad_gemini, &r, body, bl, name, &u);
     fx_assert_json(name, got, want, 0);
     json_t *wu = json_object_get(want, "usage");
     cr_assert_eq(u.prompt_tokens, json_integer_value(json_object_get(wu, "prompt_tokens")), "%s: usage",
@@ -408,7 +403,6 @@ static void check_response(const char *name, const char *client_body)
                  "%s: usage", name);
     json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
     free(body);
 }
 
@@ -450,17 +444,12 @@ static void check_embeddings(const char *client_body, const char *expected)
     char *body = fx_slurp(DIR, "emb-response.json", &bl);
     json_t *want = fx_load_json(DIR, expected);
     ad_request_t r = scan(AD_OP_EMBEDDINGS, client_body, strlen(client_body));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {0, 0, 0, 0};
-    cr_assert_eq(ad_gemini.parse_response(&r, body, bl, &out, &u), 0);
-    json_t *got = json_loadb(out.data, out.len, 0, NULL);
-    cr_assert_not_null(got, "%s", out.data);
+    json_t *got = fx_parse_ok(&ad_gemini, &r, body, bl, expected, &u);
     fx_assert_json(expected, got, want, 0);
     cr_assert_eq(u.prompt_tokens, -1, "gemini reports no embedding tokens");
     json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
     free(body);
 }
 
