@@ -8,45 +8,12 @@
  *  - resp-*.anthropic.json → resp-*.openai.json (chat.completion, parsed JSON) and usage;
  *  - request errors, error mapping, no embeddings, registry.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
+#include "fixture_kit.h"
 
+#define DIR "anthropic"
 #define NOW 1700000000
 #define RID "req-test-1"
-
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/anthropic/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static json_t *load_json(const char *name)
-{
-    size_t n;
-    char *text = slurp(name, &n);
-    json_error_t je;
-    json_t *j = json_loadb(text, n, 0, &je);
-    cr_assert_not_null(j, "%s: %s (line %d)", name, je.text, je.line);
-    free(text);
-    return j;
-}
 
 static char *dump(const json_t *j)
 {
@@ -55,9 +22,7 @@ static char *dump(const json_t *j)
 
 static void scan(const char *body, ad_request_t *r)
 {
-    cr_assert_eq(ad_request_scan(AD_OP_CHAT, body, strlen(body), r, NULL), 0, "scan %s", body);
-    r->now = NOW;
-    r->request_id = RID;
+    *r = fx_request_at(AD_OP_CHAT, body, strlen(body), NOW, RID);
 }
 
 static ad_deployment_t deployment_of(const json_t *d)
@@ -96,11 +61,8 @@ static json_t *headers_object(const ad_http_request_t *h)
 
 static void check_request(const char *name)
 {
-    char fn[256];
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    json_t *in = load_json(fn);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = load_json(fn);
+    json_t *in = fx_load_json_as(DIR, name, ".request.json");
+    json_t *want = fx_load_json_as(DIR, name, ".upstream.json");
     char *body = json_dumps(json_object_get(in, "request"), JSON_COMPACT);
     ad_request_t r;
     scan(body, &r);
@@ -246,13 +208,8 @@ Test(anthropic_request, registry)
 
 static int on_ev(void *ud, const ad_event_t *ev)
 {
-    ad_buf_t *b = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
     cr_assert_null(ev->raw, "translating adapters leave raw NULL");
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        return ad_buf_appendf(b, "%s %.*s\n", name, (int)ev->len, ev->data);
-    return ad_buf_appendf(b, "%s\n", name);
+    return fx_event_line(ud, ev);
 }
 
 typedef struct run {
@@ -262,65 +219,18 @@ typedef struct run {
     int saw_error;
 } run_t;
 
-/* step > 0: pieces of step bytes; else two pieces cut at split */
+/* step > 0: pieces of step bytes; else two pieces cut at split. Every feed must succeed. */
 static void run_stream(const char *in, size_t len, size_t split, size_t step, int wants_usage, run_t *out)
 {
     ad_request_t r;
     scan("{\"model\":\"claude\",\"stream\":true,\"messages\":[]}", &r);
     r.include_usage = wants_usage;
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = &r;
-    st.priv = calloc(1, ad_anthropic.state_size);
-    ad_anthropic.stream_init(&st, &r);
     ad_buf_init(&out->events, 1 << 22);
-    st.emit = on_ev;
-    st.emit_ud = &out->events;
-    if (step > 0) {
-        for (size_t i = 0; i < len; i += step)
-            cr_assert_eq(ad_anthropic.stream_feed(&st, in + i, len - i < step ? len - i : step), 0);
-    } else {
-        cr_assert_eq(ad_anthropic.stream_feed(&st, in, split), 0);
-        cr_assert_eq(ad_anthropic.stream_feed(&st, in + split, len - split), 0);
-    }
-    out->truncated = ad_anthropic.stream_finish(&st);
-    out->usage = st.usage;
-    out->saw_error = st.saw_error;
-    if (ad_anthropic.stream_free != NULL)
-        ad_anthropic.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
-}
-
-/* The fixture's lines: "TYPE" or "TYPE <json>"; compared by type and parsed JSON. */
-static void compare_events(const char *name, const char *got, const char *want)
-{
-    int line = 1;
-    while (*got != '\0' && *want != '\0') {
-        const char *ge = strchr(got, '\n'), *we = strchr(want, '\n');
-        cr_assert(ge != NULL && we != NULL, "%s: unterminated line", name);
-        const char *gs = memchr(got, ' ', (size_t)(ge - got)), *ws = memchr(want, ' ', (size_t)(we - want));
-        size_t gt = gs ? (size_t)(gs - got) : (size_t)(ge - got),
-               wt = ws ? (size_t)(ws - want) : (size_t)(we - want);
-        cr_assert(gt == wt && memcmp(got, want, gt) == 0, "%s line %d: got %.*s want %.*s", name, line,
-                  (int)(ge - got), got, (int)(we - want), want);
-        if (gs != NULL || ws != NULL) {
-            cr_assert(gs != NULL && ws != NULL, "%s line %d: payload", name, line);
-            json_t *a = json_loadb(gs + 1, (size_t)(ge - gs - 1), 0, NULL);
-            json_t *b = json_loadb(ws + 1, (size_t)(we - ws - 1), 0, NULL);
-            cr_assert_not_null(a, "%s line %d: emitted JSON invalid", name, line);
-            cr_assert_not_null(b, "%s line %d: fixture JSON invalid", name, line);
-            cr_assert(json_equal(a, b), "%s line %d:\n got %.*s\nwant %.*s", name, line, (int)(ge - gs - 1),
-                      gs + 1, (int)(we - ws - 1), ws + 1);
-            json_decref(a);
-            json_decref(b);
-        }
-        got = ge + 1;
-        want = we + 1;
-        line++;
-    }
-    cr_assert(*got == '\0' && *want == '\0',
-              "%s: event count differs at line %d\n got rest: %s\nwant rest: %s", name, line, got, want);
+    fx_fed_t f = fx_feed(&ad_anthropic, &r, in, len, split, step, FX_FINISH_AFTER_ERROR, on_ev, &out->events);
+    cr_assert_eq(f.feed_rc, 0);
+    out->truncated = f.truncated;
+    out->usage = f.usage;
+    out->saw_error = f.saw_error;
 }
 
 typedef struct stream_case {
@@ -332,15 +242,12 @@ typedef struct stream_case {
 
 static void check_stream(const stream_case_t *c)
 {
-    char fn[256];
     size_t il, el;
-    snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *in = slurp(fn, &il);
-    snprintf(fn, sizeof(fn), "%s.events", c->name);
-    char *want = slurp(fn, &el);
+    char *in = fx_slurp_as(DIR, c->name, ".sse", &il);
+    char *want = fx_slurp_as(DIR, c->name, ".events", &el);
     run_t ref;
     run_stream(in, il, il, 0, c->wants_usage, &ref);
-    compare_events(c->name, ref.events.data ? ref.events.data : "", want);
+    fx_compare_events(c->name, ref.events.data ? ref.events.data : "", want, 1);
     cr_assert_eq(ref.truncated, c->truncated, "%s: truncation", c->name);
     cr_assert_eq(ref.saw_error, c->saw_error, "%s: saw_error", c->name);
     cr_assert_eq(ref.usage.prompt_tokens, c->usage.prompt_tokens, "%s: prompt tokens", c->name);
@@ -381,23 +288,17 @@ Test(anthropic_stream, fixtures_at_every_split)
         check_stream(&cases[i]);
 }
 
+/* The whole text in one feed; the stream is finished even when the feed failed. */
 static void feed_all(const char *text, run_t *out, int *feed_rc)
 {
     ad_request_t r;
     scan("{\"model\":\"claude\",\"stream\":true,\"messages\":[]}", &r);
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = &r;
-    st.priv = calloc(1, ad_anthropic.state_size);
-    ad_anthropic.stream_init(&st, &r);
     ad_buf_init(&out->events, 1 << 20);
-    st.emit = on_ev;
-    st.emit_ud = &out->events;
-    *feed_rc = ad_anthropic.stream_feed(&st, text, strlen(text));
-    out->truncated = ad_anthropic.stream_finish(&st);
-    out->usage = st.usage;
-    ad_stream_free(&st);
-    free(st.priv);
+    size_t n = strlen(text);
+    fx_fed_t f = fx_feed(&ad_anthropic, &r, text, n, n, 0, FX_FINISH_AFTER_ERROR, on_ev, &out->events);
+    *feed_rc = f.feed_rc;
+    out->truncated = f.truncated;
+    out->usage = f.usage;
 }
 
 Test(anthropic_stream, events_after_the_end_are_ignored)
@@ -493,35 +394,23 @@ Test(anthropic_stream, emit_can_stop_the_feed)
 
 static void check_response(const char *name)
 {
-    char fn[256];
     size_t n;
-    snprintf(fn, sizeof(fn), "%s.anthropic.json", name);
-    char *body = slurp(fn, &n);
-    snprintf(fn, sizeof(fn), "%s.openai.json", name);
-    json_t *want = load_json(fn);
+    char *body = fx_slurp_as(DIR, name, ".anthropic.json", &n);
+    json_t *want = fx_load_json_as(DIR, name, ".openai.json");
     ad_request_t r;
     scan("{\"model\":\"claude\",\"messages\":[]}", &r);
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {-1, -1, -1, -1};
-    cr_assert_eq(ad_anthropic.parse_response(&r, body, n, &out, &u), 0, "%s", name);
-    json_error_t je;
-    json_t *got = json_loadb(out.data, out.len, 0, &je);
-    cr_assert_not_null(got, "%s: not JSON (%s): %s", name, je.text, out.data);
-    char *gs = dump(got), *ws = dump(want);
-    cr_assert(json_equal(got, want), "%s\n got %s\nwant %s", name, gs, ws);
+    json_t *got = fx_parse_ok(&ad_anthropic, &r, body, n, name, &u);
+    fx_assert_json(name, got, want, 1);
     json_t *wu = json_object_get(want, "usage");
     json_t *cached = json_object_get(json_object_get(wu, "prompt_tokens_details"), "cached_tokens");
     cr_assert_eq(u.prompt_tokens, json_integer_value(json_object_get(wu, "prompt_tokens")), "%s", name);
     cr_assert_eq(u.completion_tokens, json_integer_value(json_object_get(wu, "completion_tokens")), "%s",
                  name);
     cr_assert_eq(u.cached_tokens, cached ? json_integer_value(cached) : -1, "%s", name);
-    free(gs);
-    free(ws);
     free(body);
     json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
 }
 
 Test(anthropic_response, fixtures)
@@ -536,13 +425,7 @@ Test(anthropic_response, not_a_message_is_an_error)
 {
     const char *bad[] = {"", "{\"a\":", "[]", "{\"type\":\"error\",\"error\":{\"type\":\"api_error\"}}",
                          "{\"content\":\"text\"}"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ad_buf_t out;
-        ad_buf_init(&out, 4096);
-        ad_usage_t u = {-1, -1, -1, -1};
-        cr_assert_eq(ad_anthropic.parse_response(NULL, bad[i], strlen(bad[i]), &out, &u), -1, "case %zu", i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_anthropic, NULL, bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */

@@ -9,70 +9,21 @@
  *  - Converse bodies resp-*.converse.json → resp-*.completion.json (parsed JSON);
  *  - Titan and Cohere embeddings, float and base64; error mapping; finish reasons.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
 #include <openssl/evp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "adapters/adapter.h"
 #include "adapters/bedrock_int.h"
 #include "adapters/eventstream.h"
+#include "fixture_kit.h"
 
+#define DIR "bedrock"
 #define NOW 1704067200
 #define RID "req-1"
-
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/bedrock/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static json_t *load_json(const char *name)
-{
-    size_t len;
-    char *text = slurp(name, &len);
-    json_error_t e;
-    json_t *j = json_loadb(text, len, 0, &e);
-    cr_assert_not_null(j, "%s: %s", name, e.text);
-    free(text);
-    return j;
-}
-
-static void assert_json_text(const char *what, const char *text, size_t len, json_t *want)
-{
-    json_error_t e;
-    json_t *got = json_loadb(text, len, 0, &e);
-    cr_assert_not_null(got, "%s: output is not JSON (%s): %.*s", what, e.text, (int)len, text);
-    char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
-    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
-    cr_assert(json_equal(got, want), "%s:\n got  %s\n want %s", what, g, w);
-    free(w);
-    free(g);
-    json_decref(got);
-}
 
 /* A client request over body (kept alive by the caller). */
 static ad_request_t request_for(ad_op_t op, const char *body, size_t len)
 {
-    ad_request_t r;
-    cr_assert_eq(ad_request_scan(op, body, len, &r, NULL), 0, "request does not scan: %s", body);
-    r.now = NOW;
-    r.request_id = RID;
-    return r;
+    return fx_request_at(op, body, len, NOW, RID);
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -94,10 +45,9 @@ static void check_request_case(json_t *c)
     const char *name = json_string_value(json_object_get(c, "name"));
     const char *op_name = json_string_value(json_object_get(c, "op"));
     ad_op_t op = strcmp(op_name, "embeddings") == 0 ? AD_OP_EMBEDDINGS : AD_OP_CHAT;
-    char fn[256], err[512] = "";
+    char err[512] = "";
     size_t len;
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    char *body = slurp(fn, &len);
+    char *body = fx_slurp_as(DIR, name, ".request.json", &len);
     ad_request_t r = request_for(op, body, len);
     r.now = json_integer_value(json_object_get(c, "now"));
     ad_deployment_t dep = deployment_from(json_object_get(c, "deployment"));
@@ -105,8 +55,7 @@ static void check_request_case(json_t *c)
     ad_http_request_init(&h, 1 << 20);
     cr_assert_eq(ad_bedrock.build_request(&r, &dep, &h, err, sizeof(err)), 0, "%s: %s", name, err);
 
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    json_t *want = load_json(fn);
+    json_t *want = fx_load_json_as(DIR, name, ".upstream.json");
     cr_assert_str_eq(h.method, json_string_value(json_object_get(want, "method")), "%s: method", name);
     cr_assert_str_eq(h.url.data, json_string_value(json_object_get(want, "url")), "%s: url", name);
     json_t *hdrs = json_object_get(want, "headers");
@@ -114,7 +63,7 @@ static void check_request_case(json_t *c)
     for (size_t i = 0; i < h.n_headers; i++)
         cr_assert_str_eq(h.headers[i].data, json_string_value(json_array_get(hdrs, i)), "%s: header %zu",
                          name, i);
-    assert_json_text(name, h.body.data, h.body.len, json_object_get(want, "body"));
+    fx_assert_json_text_exact(name, h.body.data, h.body.len, json_object_get(want, "body"));
     json_decref(want);
     ad_http_request_free(&h);
     free(body);
@@ -122,7 +71,7 @@ static void check_request_case(json_t *c)
 
 Test(bedrock_request, fixtures)
 {
-    json_t *cases = load_json("requests.json"), *c;
+    json_t *cases = fx_load_json(DIR, "requests.json"), *c;
     size_t i;
     cr_assert_geq(json_array_size(cases), 8);
     json_array_foreach(cases, i, c)
@@ -135,7 +84,7 @@ Test(bedrock_request, fixtures)
 Test(bedrock_request, providers_md_example_signature)
 {
     /* shared/providers.md §5.6: cross-checked with botocore */
-    json_t *cases = load_json("requests.json");
+    json_t *cases = fx_load_json(DIR, "requests.json");
     json_t *c = json_array_get(cases, 0);
     cr_assert_str_eq(json_string_value(json_object_get(c, "name")), "example");
     const char *body =
@@ -275,13 +224,8 @@ typedef struct sink {
 static int on_ev(void *ud, const ad_event_t *ev)
 {
     sink_t *s = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
     cr_assert_null(ev->raw, "a translating adapter leaves raw to the core");
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        ad_buf_appendf(&s->events, "%s %.*s\n", name, (int)ev->len, ev->data);
-    else
-        ad_buf_appendf(&s->events, "%s\n", name);
+    fx_event_line(&s->events, ev);
     return ++s->seen == s->stop_after ? 7 : 0;
 }
 
@@ -300,25 +244,8 @@ static run_t run_stream(const char *in, size_t len, size_t split, size_t step, i
         "{\"model\":\"claude\",\"messages\":[],\"stream\":true,\"stream_options\":{\"include_usage\":%s}}",
         wants_usage ? "true" : "false");
     ad_request_t r = request_for(AD_OP_CHAT, body, strlen(body));
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = &r;
-    st.priv = calloc(1, ad_bedrock.state_size);
-    ad_bedrock.stream_init(&st, &r);
-    st.emit = on_ev;
-    st.emit_ud = s;
-    run_t out = {.feed_rc = 0};
-    size_t cuts[2] = {split, len};
-    for (size_t at = 0, k = 0; at < len && out.feed_rc == 0; k++) {
-        size_t to = step > 0 ? (len - at < step ? len : at + step) : cuts[k];
-        out.feed_rc = ad_bedrock.stream_feed(&st, in + at, to - at);
-        at = to;
-    }
-    out.truncated = out.feed_rc == 0 ? ad_bedrock.stream_finish(&st) : -1;
-    out.usage = st.usage;
-    ad_bedrock.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
+    fx_fed_t f = fx_feed(&ad_bedrock, &r, in, len, split, step, 0, on_ev, s);
+    run_t out = {.feed_rc = f.feed_rc, .truncated = f.truncated, .usage = f.usage};
     return out;
 }
 
@@ -332,7 +259,7 @@ typedef struct stream_case {
 static void check_stream(const stream_case_t *c)
 {
     size_t il, el;
-    char *in = slurp(c->bin, &il), *events = slurp(c->events, &el);
+    char *in = fx_slurp(DIR, c->bin, &il), *events = fx_slurp(DIR, c->events, &el);
     for (size_t split = 0; split <= il + 1; split++) {
         sink_t s = {.stop_after = 0};
         ad_buf_init(&s.events, 1 << 20);
@@ -459,7 +386,7 @@ Test(bedrock_stream, too_many_tool_calls_is_an_error_event)
 Test(bedrock_stream, failures_are_sticky)
 {
     size_t il;
-    char *in = slurp("stream-text.bin", &il);
+    char *in = fx_slurp(DIR, "stream-text.bin", &il);
     /* a flipped payload byte breaks the message CRC of the second frame */
     char *bad = malloc(il);
     memcpy(bad, in, il);
@@ -521,21 +448,16 @@ Test(bedrock_response, converse_fixtures)
     const char *body = "{\"model\":\"claude\",\"messages\":[]}";
     ad_request_t r = request_for(AD_OP_CHAT, body, strlen(body));
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256];
         size_t len;
-        snprintf(fn, sizeof(fn), "%s.converse.json", cases[i].name);
-        char *in = slurp(fn, &len);
-        snprintf(fn, sizeof(fn), "%s.completion.json", cases[i].name);
-        json_t *want = load_json(fn);
-        ad_buf_t out;
+        char *in = fx_slurp_as(DIR, cases[i].name, ".converse.json", &len);
+        json_t *want = fx_load_json_as(DIR, cases[i].name, ".completion.json");
         ad_usage_t u = {-1, -1, -1, -1};
-        ad_buf_init(&out, 1 << 20);
-        cr_assert_eq(ad_bedrock.parse_response(&r, in, len, &out, &u), 0, "%s", cases[i].name);
-        assert_json_text(cases[i].name, out.data, out.len, want);
+        json_t *got = fx_parse_ok(&ad_bedrock, &r, in, len, cases[i].name, &u);
+        fx_assert_json(cases[i].name, got, want, 1);
         cr_assert_eq(u.prompt_tokens, cases[i].prompt, "%s", cases[i].name);
         cr_assert_eq(u.completion_tokens, cases[i].completion, "%s", cases[i].name);
         cr_assert_eq(u.cached_tokens, cases[i].cached, "%s", cases[i].name);
-        ad_buf_free(&out);
+        json_decref(got);
         json_decref(want);
         free(in);
     }
@@ -546,14 +468,7 @@ Test(bedrock_response, not_a_converse_body)
     const char *bodies[] = {"", "{\"output\":", "[1,2]", "{\"message\":\"hi\"}", "{\"output\":\"text\"}"};
     const char *body = "{\"model\":\"claude\",\"messages\":[]}";
     ad_request_t r = request_for(AD_OP_CHAT, body, strlen(body));
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        ad_buf_t out;
-        ad_usage_t u = {-1, -1, -1, -1};
-        ad_buf_init(&out, 1 << 20);
-        cr_assert_eq(ad_bedrock.parse_response(&r, bodies[i], strlen(bodies[i]), &out, &u), -1, "case %zu",
-                     i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_bedrock, &r, bodies, sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- embeddings ------------------------------------------------------------------------------ */
@@ -573,14 +488,9 @@ static void decode_b64_floats(const char *b64, float *out, size_t n)
 static json_t *embed(const char *fixture, const char *request, ad_usage_t *u)
 {
     size_t len;
-    char *in = slurp(fixture, &len);
+    char *in = fx_slurp(DIR, fixture, &len);
     ad_request_t r = request_for(AD_OP_EMBEDDINGS, request, strlen(request));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
-    cr_assert_eq(ad_bedrock.parse_response(&r, in, len, &out, u), 0, "%s", fixture);
-    json_t *j = json_loadb(out.data, out.len, 0, NULL);
-    cr_assert_not_null(j, "%s: %s", fixture, out.data);
-    ad_buf_free(&out);
+    json_t *j = fx_parse_ok(&ad_bedrock, &r, in, len, fixture, u);
     free(in);
     return j;
 }
@@ -639,14 +549,7 @@ Test(bedrock_embeddings, ragged_or_foreign_bodies_fail)
                             "{\"vector\":[1]}", "{\"embedding\":{\"float\":[1]}}"};
     const char *req = "{\"model\":\"emb\",\"input\":\"x\"}";
     ad_request_t r = request_for(AD_OP_EMBEDDINGS, req, strlen(req));
-    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        ad_buf_t out;
-        ad_usage_t u = {-1, -1, -1, -1};
-        ad_buf_init(&out, 1 << 20);
-        cr_assert_eq(ad_bedrock.parse_response(&r, bodies[i], strlen(bodies[i]), &out, &u), -1, "case %zu",
-                     i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_bedrock, &r, bodies, sizeof(bodies) / sizeof(bodies[0]));
 }
 
 /* ---- errors and tables ---------------------------------------------------------------------- */

@@ -9,86 +9,16 @@
  *  - embeddings responses in float and base64, request errors, and the error mapping table.
  * Every case runs with request id "req-test-1" and clock 1700000000.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
+#include "fixture_kit.h"
 
+#define DIR "gemini"
 #define NOW 1700000000
 #define RID "req-test-1"
 
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/gemini/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static json_t *load_json(const char *name)
-{
-    size_t n;
-    char *text = slurp(name, &n);
-    json_error_t e;
-    json_t *j = json_loadb(text, n, 0, &e);
-    cr_assert_not_null(j, "%s: %s (line %d)", name, e.text, e.line);
-    free(text);
-    return j;
-}
-
-/* json_equal, except that numbers compare by value: 2 and 2.0 are the same JSON number. */
-static int same_json(json_t *a, json_t *b)
-{
-    if (json_is_number(a) && json_is_number(b))
-        return json_number_value(a) == json_number_value(b);
-    if (json_is_object(a) && json_is_object(b)) {
-        const char *k;
-        json_t *v;
-        if (json_object_size(a) != json_object_size(b))
-            return 0;
-        json_object_foreach(a, k, v) if (!same_json(v, json_object_get(b, k))) return 0;
-        return 1;
-    }
-    if (json_is_array(a) && json_is_array(b)) {
-        if (json_array_size(a) != json_array_size(b))
-            return 0;
-        for (size_t i = 0; i < json_array_size(a); i++)
-            if (!same_json(json_array_get(a, i), json_array_get(b, i)))
-                return 0;
-        return 1;
-    }
-    return json_equal(a, b);
-}
-
-static void assert_json_equal(json_t *got, json_t *want, const char *what)
-{
-    if (!same_json(got, want)) {
-        char *g = json_dumps(got, JSON_INDENT(1) | JSON_SORT_KEYS);
-        char *w = json_dumps(want, JSON_INDENT(1) | JSON_SORT_KEYS);
-        cr_assert_fail("%s differs\n--- got ---\n%s\n--- want ---\n%s", what, g, w);
-    }
-}
-
 static ad_request_t scan(ad_op_t op, const char *body, size_t len)
 {
-    ad_request_t r;
-    cr_assert_eq(ad_request_scan(op, body, len, &r, NULL), 0, "scan %.*s", (int)len, body);
-    r.now = NOW;
-    r.request_id = RID;
-    return r;
+    return fx_request_at(op, body, len, NOW, RID);
 }
 
 Test(gemini, registered_with_the_right_capabilities)
@@ -113,12 +43,9 @@ typedef struct req_case {
 
 static void check_request(const req_case_t *c)
 {
-    char fn[256];
     size_t bl;
-    snprintf(fn, sizeof(fn), "%s.request.json", c->name);
-    char *body = slurp(fn, &bl);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", c->name);
-    json_t *want = load_json(fn);
+    char *body = fx_slurp_as(DIR, c->name, ".request.json", &bl);
+    json_t *want = fx_load_json_as(DIR, c->name, ".upstream.json");
     ad_request_t r = scan(c->op, body, bl);
     ad_deployment_t d = {
         .provider = "gemini", .upstream_model = c->model, .api_base = c->api_base, .api_key = c->api_key};
@@ -139,7 +66,7 @@ static void check_request(const req_case_t *c)
     cr_assert_not_null(got, "%s: upstream body is not JSON: %s", c->name, e.text);
     char what[300];
     snprintf(what, sizeof(what), "%s: upstream body", c->name);
-    assert_json_equal(got, json_object_get(want, "body"), what);
+    fx_assert_json(what, got, json_object_get(want, "body"), 0);
     json_decref(got);
     json_decref(want);
     ad_http_request_free(&h);
@@ -281,14 +208,8 @@ Test(gemini_request, body_ceiling_is_an_error)
 
 static int on_ev(void *ud, const ad_event_t *ev)
 {
-    ad_buf_t *b = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
     cr_assert_null(ev->raw, "translated events carry no raw bytes");
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        cr_assert_eq(ad_buf_appendf(b, "%s %.*s\n", name, (int)ev->len, ev->data), 0);
-    else
-        cr_assert_eq(ad_buf_appendf(b, "%s\n", name), 0);
+    cr_assert_eq(fx_event_line(ud, ev), 0);
     return 0;
 }
 
@@ -303,56 +224,10 @@ typedef struct run {
 static void run_stream(const ad_request_t *r, const char *in, size_t len, size_t split, size_t step,
                        run_t *out)
 {
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    st.req = r;
-    st.priv = calloc(1, ad_gemini.state_size);
-    ad_gemini.stream_init(&st, r);
-    st.emit = on_ev;
-    st.emit_ud = &out->events;
-    out->feed_rc = 0;
-    size_t cuts[2] = {split, len}, ncuts = 2, at = 0;
-    for (size_t k = 0; step > 0 ? at < len : k < ncuts; k++) {
-        size_t end = step > 0 ? (len - at < step ? len : at + step) : cuts[k];
-        int rc = ad_gemini.stream_feed(&st, in + at, end - at);
-        if (out->feed_rc == 0)
-            out->feed_rc = rc;
-        at = end;
-    }
-    out->truncated = ad_gemini.stream_finish(&st);
-    out->usage = st.usage;
-    if (ad_gemini.stream_free != NULL)
-        ad_gemini.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
-}
-
-/* Each line of got equals the fixture's line: same kind, parsed-JSON-equal payload. */
-static void compare_events(const char *name, const char *got, const char *want)
-{
-    const char *g = got, *w = want;
-    for (int line = 1; *g != '\0' || *w != '\0'; line++) {
-        const char *ge = strchr(g, '\n'), *we = strchr(w, '\n');
-        cr_assert(ge != NULL && we != NULL, "%s: event count differs at event %d\n--- got ---\n%s", name,
-                  line, got);
-        size_t gk = strcspn(g, " \n"), wk = strcspn(w, " \n");
-        cr_assert(gk == wk && memcmp(g, w, gk) == 0, "%s event %d: kind %.*s, want %.*s", name, line, (int)gk,
-                  g, (int)wk, w);
-        if (g[gk] == ' ') {
-            json_error_t e1, e2;
-            json_t *a = json_loadb(g + gk + 1, (size_t)(ge - g) - gk - 1, 0, &e1);
-            json_t *b = json_loadb(w + wk + 1, (size_t)(we - w) - wk - 1, 0, &e2);
-            cr_assert_not_null(a, "%s event %d: not JSON: %s", name, line, e1.text);
-            cr_assert_not_null(b, "%s event %d: fixture not JSON: %s", name, line, e2.text);
-            char what[128];
-            snprintf(what, sizeof(what), "%s event %d", name, line);
-            assert_json_equal(a, b, what);
-            json_decref(a);
-            json_decref(b);
-        }
-        g = ge + 1;
-        w = we + 1;
-    }
+    fx_fed_t f = fx_feed(&ad_gemini, r, in, len, split, step, FX_FINISH_AFTER_ERROR, on_ev, &out->events);
+    out->feed_rc = f.feed_rc;
+    out->truncated = f.truncated;
+    out->usage = f.usage;
 }
 
 /* The stream's bytes with every line end turned into eol ("\n", "\r\n" or "\r"). */
@@ -390,7 +265,7 @@ static void check_one_framing(const stream_case_t *c, const ad_request_t *r, con
     ad_buf_init(&whole.events, 1 << 20);
     run_stream(r, in, il, il, 0, &whole);
     cr_assert_eq(whole.feed_rc, 0, "%s: feed failed", label);
-    compare_events(label, whole.events.data ? whole.events.data : "", events);
+    fx_compare_events(label, whole.events.data ? whole.events.data : "", events, 0);
     cr_assert_eq(whole.truncated, c->truncated, "%s: truncation", label);
     cr_assert_eq(whole.usage.prompt_tokens, c->prompt, "%s: prompt tokens", label);
     cr_assert_eq(whole.usage.completion_tokens, c->completion, "%s: completion tokens", label);
@@ -412,12 +287,9 @@ static void check_one_framing(const stream_case_t *c, const ad_request_t *r, con
 
 static void check_stream(const stream_case_t *c)
 {
-    char fn[256];
     size_t il, el;
-    snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *in = slurp(fn, &il);
-    snprintf(fn, sizeof(fn), "%s.events", c->name);
-    char *events = slurp(fn, &el);
+    char *in = fx_slurp_as(DIR, c->name, ".sse", &il);
+    char *events = fx_slurp_as(DIR, c->name, ".events", &el);
     char body[128];
     snprintf(body, sizeof(body), "{\"model\":\"gemini-flash\",\"stream\":true,\"n\":%d%s,\"messages\":[]}",
              c->n, c->include_usage ? ",\"stream_options\":{\"include_usage\":true}" : "");
@@ -517,21 +389,13 @@ Test(gemini_stream, empty_body_and_stray_done)
 
 static void check_response(const char *name, const char *client_body)
 {
-    char fn[256];
     size_t bl;
-    snprintf(fn, sizeof(fn), "%s.json", name);
-    char *body = slurp(fn, &bl);
-    snprintf(fn, sizeof(fn), "%s.expected.json", name);
-    json_t *want = load_json(fn);
+    char *body = fx_slurp_as(DIR, name, ".json", &bl);
+    json_t *want = fx_load_json_as(DIR, name, ".expected.json");
     ad_request_t r = scan(AD_OP_CHAT, client_body, strlen(client_body));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {-1, -1, -1, -1};
-    cr_assert_eq(ad_gemini.parse_response(&r, body, bl, &out, &u), 0, "%s", name);
-    json_error_t e;
-    json_t *got = json_loadb(out.data, out.len, 0, &e);
-    cr_assert_not_null(got, "%s: output is not JSON: %s\n%s", name, e.text, out.data);
-    assert_json_equal(got, want, name);
+    json_t *got = fx_parse_ok(&ad_gemini, &r, body, bl, name, &u);
+    fx_assert_json(name, got, want, 0);
     json_t *wu = json_object_get(want, "usage");
     cr_assert_eq(u.prompt_tokens, json_integer_value(json_object_get(wu, "prompt_tokens")), "%s: usage",
                  name);
@@ -539,7 +403,6 @@ static void check_response(const char *name, const char *client_body)
                  "%s: usage", name);
     json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
     free(body);
 }
 
@@ -578,20 +441,15 @@ Test(gemini_response, not_a_response)
 static void check_embeddings(const char *client_body, const char *expected)
 {
     size_t bl;
-    char *body = slurp("emb-response.json", &bl);
-    json_t *want = load_json(expected);
+    char *body = fx_slurp(DIR, "emb-response.json", &bl);
+    json_t *want = fx_load_json(DIR, expected);
     ad_request_t r = scan(AD_OP_EMBEDDINGS, client_body, strlen(client_body));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {0, 0, 0, 0};
-    cr_assert_eq(ad_gemini.parse_response(&r, body, bl, &out, &u), 0);
-    json_t *got = json_loadb(out.data, out.len, 0, NULL);
-    cr_assert_not_null(got, "%s", out.data);
-    assert_json_equal(got, want, expected);
+    json_t *got = fx_parse_ok(&ad_gemini, &r, body, bl, expected, &u);
+    fx_assert_json(expected, got, want, 0);
     cr_assert_eq(u.prompt_tokens, -1, "gemini reports no embedding tokens");
     json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
     free(body);
 }
 
@@ -608,13 +466,7 @@ Test(gemini_embeddings, ragged_or_empty_is_an_error)
     ad_request_t r = scan(AD_OP_EMBEDDINGS, client, strlen(client));
     const char *bad[] = {"{\"embeddings\":[{\"values\":[1,2]},{\"values\":[1]}]}", "{\"embeddings\":[]}",
                          "{\"embeddings\":[{\"values\":[1,\"x\"]}]}"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ad_buf_t out;
-        ad_buf_init(&out, 1 << 20);
-        ad_usage_t u;
-        cr_assert_eq(ad_gemini.parse_response(&r, bad[i], strlen(bad[i]), &out, &u), -1, "case %zu", i);
-        ad_buf_free(&out);
-    }
+    fx_check_refused(&ad_gemini, &r, bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */

@@ -199,21 +199,17 @@ Test(ollama_stream, emit_stop_is_returned)
 static void check_response(const char *name, ad_op_t op, const char *client_body, const char *want_file,
                            int64_t prompt, int64_t completion)
 {
-    char fn[256];
     size_t len;
-    snprintf(fn, sizeof(fn), "%s.response.json", name);
-    char *body = fx_slurp(DIR, fn, &len);
+    char *body = fx_slurp_as(DIR, name, ".response.json", &len);
     ad_request_t r = fx_request(op, client_body, strlen(client_body));
-    ad_buf_t out;
-    ad_buf_init(&out, 1 << 20);
     ad_usage_t u = {-1, -1, -1, -1};
-    cr_assert_eq(ad_ollama.parse_response(&r, body, len, &out, &u), 0, "%s", name);
+    json_t *got = fx_parse_ok(&ad_ollama, &r, body, len, name, &u);
     json_t *want = fx_load_json(DIR, want_file);
-    fx_assert_json_text(name, out.data, out.len, want);
+    fx_assert_json(name, got, want, 0);
     cr_assert_eq(u.prompt_tokens, prompt, "%s: prompt", name);
     cr_assert_eq(u.completion_tokens, completion, "%s: completion", name);
+    json_decref(got);
     json_decref(want);
-    ad_buf_free(&out);
     free(body);
 }
 

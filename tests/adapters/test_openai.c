@@ -6,42 +6,19 @@
  *    of the input into two pieces and for byte-by-byte feeding;
  *  - non-stream usage parsing and error mapping.
  */
-#include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
 #include "adapters/openai.h"
+#include "fixture_kit.h"
 
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/openai/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+#define DIR "openai"
 
 /* ---- request splicing ---------------------------------------------------------------------- */
 
 static void check_splice(const char *name)
 {
-    char fn[256];
     size_t rl, ul;
-    snprintf(fn, sizeof(fn), "%s.request.json", name);
-    char *req = slurp(fn, &rl);
-    snprintf(fn, sizeof(fn), "%s.upstream.json", name);
-    char *want = slurp(fn, &ul);
+    char *req = fx_slurp_as(DIR, name, ".request.json", &rl);
+    char *want = fx_slurp_as(DIR, name, ".upstream.json", &ul);
     ad_request_t r;
     cr_assert_eq(ad_request_scan(AD_OP_CHAT, req, rl, &r, NULL), 0, "%s: scan", name);
     ad_buf_t out;
@@ -97,82 +74,15 @@ Test(openai_request, scan_facts)
 
 /* ---- streams ------------------------------------------------------------------------------- */
 
-typedef struct sink {
-    ad_buf_t events; /* "TYPE data\n" lines */
-    ad_buf_t relay;  /* bytes a client would get */
-} sink_t;
-
-static int on_ev(void *ud, const ad_event_t *ev)
-{
-    sink_t *s = ud;
-    static const char *names[] = {"", "CHUNK", "COMMENT", "DONE", "ERROR"};
-    const char *name = ev->hidden ? "HIDDEN" : names[ev->type];
-    if (ev->type == AD_EV_CHUNK || ev->type == AD_EV_ERROR)
-        ad_buf_appendf(&s->events, "%s %.*s\n", name, (int)ev->len, ev->data);
-    else
-        ad_buf_appendf(&s->events, "%s\n", name);
-    if (!ev->hidden)
-        ad_buf_append(&s->relay, ev->raw, ev->raw_len);
-    return 0;
-}
-
-static void run_stream(const char *in, size_t len, size_t split, size_t step, int wants_usage, sink_t *s,
-                       ad_usage_t *usage, int *truncated)
-{
-    ad_request_t r;
-    memset(&r, 0, sizeof(r));
-    r.include_usage = wants_usage;
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    ad_openai.stream_init(&st, &r);
-    st.emit = on_ev;
-    st.emit_ud = s;
-    if (step > 0) {
-        for (size_t i = 0; i < len; i += step)
-            cr_assert_eq(ad_openai.stream_feed(&st, in + i, len - i < step ? len - i : step), 0);
-    } else {
-        cr_assert_eq(ad_openai.stream_feed(&st, in, split), 0);
-        cr_assert_eq(ad_openai.stream_feed(&st, in + split, len - split), 0);
-    }
-    *truncated = ad_openai.stream_finish(&st);
-    *usage = st.usage;
-    ad_stream_free(&st);
-}
-
+/* <name>.sse → exactly <name>.events and the client bytes <name>.relay, at every split. */
 static void check_stream(const char *name, int wants_usage, int64_t prompt, int64_t completion, int truncated)
 {
-    char fn[256];
-    size_t il, el, rl;
-    snprintf(fn, sizeof(fn), "%s.sse", name);
-    char *in = slurp(fn, &il);
-    snprintf(fn, sizeof(fn), "%s.events", name);
-    char *events = slurp(fn, &el);
-    snprintf(fn, sizeof(fn), "%s.relay", name);
-    char *relay = slurp(fn, &rl);
-    for (size_t split = 0; split <= il + 1; split++) {
-        sink_t s;
-        ad_buf_init(&s.events, 1 << 20);
-        ad_buf_init(&s.relay, 1 << 20);
-        ad_usage_t u;
-        int t;
-        if (split == il + 1)
-            run_stream(in, il, 0, 1, wants_usage, &s, &u, &t); /* byte by byte */
-        else
-            run_stream(in, il, split, 0, wants_usage, &s, &u, &t);
-        cr_assert_eq(s.events.len, el, "%s split %zu: events\n%s", name, split, s.events.data);
-        cr_assert_eq(memcmp(s.events.data, events, el), 0, "%s split %zu: events\n%s", name, split,
-                     s.events.data);
-        cr_assert_eq(s.relay.len, rl, "%s split %zu: relay", name, split);
-        cr_assert_eq(memcmp(s.relay.data, relay, rl), 0, "%s split %zu: relay", name, split);
-        cr_assert_eq(u.prompt_tokens, prompt, "%s: prompt tokens", name);
-        cr_assert_eq(u.completion_tokens, completion, "%s: completion tokens", name);
-        cr_assert_eq(t, truncated, "%s split %zu: truncation", name, split);
-        ad_buf_free(&s.events);
-        ad_buf_free(&s.relay);
-    }
-    free(in);
-    free(events);
-    free(relay);
+    char in[128], events[128], relay[128];
+    snprintf(in, sizeof(in), "%s.sse", name);
+    snprintf(events, sizeof(events), "%s.events", name);
+    snprintf(relay, sizeof(relay), "%s.relay", name);
+    const fx_stream_case_t c = {in, events, relay, wants_usage, prompt, completion, truncated};
+    fx_check_stream(&ad_openai, DIR, &c);
 }
 
 Test(openai_stream, tools_with_usage_relayed_byte_identical)
@@ -199,9 +109,10 @@ Test(openai_stream, midstream_error_event)
 
 Test(openai_response, usage_from_body)
 {
-    const char *body = "{\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":61,\"completion_tokens\":17,"
-                       "\"total_tokens\":78,\"prompt_tokens_details\":{\"cached_tokens\":9},"
-                       "\"completion_tokens_details\":{\"reasoning_tokens\":4}}}";
+    const char *body =
+        "{\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":61,\"completion_tokens\":17,"
+        "\"total_tokens\":78,\"prompt_tokens_details\":{\"cached_tokens\":9},"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":4}}}";
     ad_usage_t u = {-1, -1, -1, -1};
     ad_buf_t out;
     ad_buf_init(&out, 1024);
@@ -225,7 +136,8 @@ Test(openai_errors, mapping)
         int64_t retry_ms;
         const char *type;
     } cases[] = {
-        {400, "{\"error\":{\"message\":\"bad\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}",
+        {400,
+         "{\"error\":{\"message\":\"bad\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}",
          NULL, 1, 0, -1, NULL},
         {429, "{\"error\":{\"message\":\"slow down\"}}", "7", 1, 1, 7000, NULL},
         {503, "{\"error\":\"overloaded\"}", NULL, 1, 1, -1, NULL},
@@ -238,7 +150,8 @@ Test(openai_errors, mapping)
         ad_buf_t out;
         ad_buf_init(&out, 4096);
         ad_error_t e;
-        ad_openai.map_error(cases[i].status, cases[i].body, strlen(cases[i].body), cases[i].retry_after, &out, &e);
+        ad_openai.map_error(cases[i].status, cases[i].body, strlen(cases[i].body), cases[i].retry_after, &out,
+                            &e);
         cr_assert_eq(e.status, cases[i].status, "case %zu", i);
         cr_assert_eq(e.retryable, cases[i].retryable, "case %zu", i);
         cr_assert_eq(e.retry_ms, cases[i].retry_ms, "case %zu", i);

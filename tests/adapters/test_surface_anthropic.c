@@ -11,48 +11,18 @@
  *  - every produced stream is checked against Anthropic's event rules (anthropic_sse_check.h);
  *  - error bodies and the status / type / finish_reason tables.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
 #include "adapters/surface.h"
+#include "fixture_kit.h"
 #include "tests/adapters/anthropic_sse_check.h"
 
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/surface/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+#define DIR "surface"
 
-static json_t *load_json(const char *p, size_t n, const char *what)
-{
-    json_error_t je;
-    json_t *j = json_loadb(p, n, 0, &je);
-    cr_assert_not_null(j, "%s is not JSON (%s): %.*s", what, je.text, (int)n, p);
-    return j;
-}
-
-/* Parsed-JSON equality, with both texts in the failure message. */
+/* Parsed-JSON equality (exact). */
 static void assert_json_eq(const char *got, size_t gl, const char *want, size_t wl, const char *name)
 {
-    json_t *g = load_json(got, gl, name), *w = load_json(want, wl, name);
-    cr_assert(json_equal(g, w), "%s:\n got  %s\n want %.*s", name, got, (int)wl, want);
-    json_decref(g);
+    json_t *w = fx_parse(name, want, wl);
+    fx_assert_json_text_exact(name, got, gl, w);
     json_decref(w);
 }
 
@@ -64,12 +34,10 @@ Test(anthropic_request, fixtures)
                            "req-tools-roundtrip",  "req-tool-choice-any",  "req-tool-choice-tool",
                            "req-tool-choice-none", "req-server-tools-only"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256], err[256] = "";
+        char err[256] = "";
         size_t il, wl;
-        snprintf(fn, sizeof(fn), "%s.anthropic.json", cases[i]);
-        char *in = slurp(fn, &il);
-        snprintf(fn, sizeof(fn), "%s.openai.json", cases[i]);
-        char *want = slurp(fn, &wl);
+        char *in = fx_slurp_as(DIR, cases[i], ".anthropic.json", &il);
+        char *want = fx_slurp_as(DIR, cases[i], ".openai.json", &wl);
         ad_buf_t out;
         ad_buf_init(&out, 1 << 20);
         cr_assert_eq(ad_anthropic_in_request(in, il, &out, err, sizeof(err)), 0, "%s: %s", cases[i], err);
@@ -251,7 +219,7 @@ Test(anthropic_request, nesting_the_core_cannot_scan_is_refused)
 Test(anthropic_request, ceiling_is_an_error_and_leaves_output_alone)
 {
     size_t il;
-    char *in = slurp("req-tools-roundtrip.anthropic.json", &il);
+    char *in = fx_slurp(DIR, "req-tools-roundtrip.anthropic.json", &il);
     ad_buf_t out;
     ad_buf_init(&out, 300);
     char err[128] = "";
@@ -276,12 +244,9 @@ Test(anthropic_response, fixtures)
         {"resp-reasoning-filter", "claude-sonnet-4-5"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256];
         size_t il, wl;
-        snprintf(fn, sizeof(fn), "%s.openai.json", cases[i].name);
-        char *in = slurp(fn, &il);
-        snprintf(fn, sizeof(fn), "%s.anthropic.json", cases[i].name);
-        char *want = slurp(fn, &wl);
+        char *in = fx_slurp_as(DIR, cases[i].name, ".openai.json", &il);
+        char *want = fx_slurp_as(DIR, cases[i].name, ".anthropic.json", &wl);
         ad_buf_t out;
         ad_buf_init(&out, 1 << 20);
         cr_assert_eq(ad_anthropic_in_response(in, il, cases[i].model, &out), 0, "%s", cases[i].name);
@@ -407,12 +372,10 @@ static void encode_sse(const stream_case_t *c, const ad_buf_t *sse, const ad_buf
 
 static void check_stream(const stream_case_t *c)
 {
-    char fn[256], why[256];
+    char why[256];
     size_t il, wl;
-    snprintf(fn, sizeof(fn), "%s.chunks", c->name);
-    char *in = slurp(fn, &il);
-    snprintf(fn, sizeof(fn), "%s.sse", c->name);
-    char *want = slurp(fn, &wl);
+    char *in = fx_slurp_as(DIR, c->name, ".chunks", &il);
+    char *want = fx_slurp_as(DIR, c->name, ".sse", &wl);
     cr_assert_eq(asc_check(want, wl, 1, 1, why, sizeof(why)), 0, "%s: fixture breaks the rules: %s", c->name,
                  why);
 
@@ -597,7 +560,7 @@ Test(anthropic_errors, body_type_by_status)
         ad_buf_t out;
         ad_buf_init(&out, 4096);
         cr_assert_eq(ad_anthropic_error_body(cases[i].status, cases[i].body, strlen(cases[i].body), &out), 0);
-        json_t *j = load_json(out.data, out.len, "error body");
+        json_t *j = fx_parse("error body", out.data, out.len);
         cr_assert_str_eq(json_string_value(json_object_get(j, "type")), "error");
         json_t *e = json_object_get(j, "error");
         cr_assert_eq(json_object_size(e), 2, "case %zu: %s", i, out.data);

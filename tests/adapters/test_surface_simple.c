@@ -4,40 +4,17 @@
  * the {text, provider, model, tokens_in, tokens_out, latency_ms} response and the
  * {"error":{"code","message","provider"}} error body.
  */
-#include <criterion/criterion.h>
-#include <jansson.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/adapter.h"
 #include "adapters/surface.h"
+#include "fixture_kit.h"
 
-static char *slurp(const char *name, size_t *len)
-{
-    const char *root = getenv("TG_SOURCE_DIR") ? getenv("TG_SOURCE_DIR") : TG_SOURCE_DIR;
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/tests/adapters/fixtures/surface/%s", root, name);
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "missing fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+#define DIR "surface"
 
+/* Parsed-JSON equality (exact). */
 static void assert_json_eq(const char *got, size_t gl, const char *want, size_t wl, const char *name)
 {
-    json_t *g = json_loadb(got, gl, 0, NULL), *w = json_loadb(want, wl, 0, NULL);
-    cr_assert_not_null(g, "%s: output is not JSON: %s", name, got);
-    cr_assert_not_null(w, "%s: fixture is not JSON", name);
-    cr_assert(json_equal(g, w), "%s:\n got  %s\n want %.*s", name, got, (int)wl, want);
-    json_decref(g);
+    json_t *w = fx_parse(name, want, wl);
+    fx_assert_json_text_exact(name, got, gl, w);
     json_decref(w);
 }
 
@@ -47,12 +24,10 @@ Test(simple_request, fixtures)
         const char *name, *provider;
     } cases[] = {{"simple-req-full", "anthropic"}, {"simple-req-minimal", ""}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char fn[256], err[256] = "", provider[64] = "x";
+        char err[256] = "", provider[64] = "x";
         size_t il, wl;
-        snprintf(fn, sizeof(fn), "%s.json", cases[i].name);
-        char *in = slurp(fn, &il);
-        snprintf(fn, sizeof(fn), "%s.openai.json", cases[i].name);
-        char *want = slurp(fn, &wl);
+        char *in = fx_slurp_as(DIR, cases[i].name, ".json", &il);
+        char *want = fx_slurp_as(DIR, cases[i].name, ".openai.json", &wl);
         ad_buf_t out;
         ad_buf_init(&out, 1 << 16);
         cr_assert_eq(ad_simple_in_request(in, il, &out, provider, sizeof(provider), err, sizeof(err)), 0,
@@ -112,8 +87,8 @@ Test(simple_request, validation_errors)
 Test(simple_response, fixture_and_fallbacks)
 {
     size_t il, wl;
-    char *in = slurp("simple-resp.openai.json", &il);
-    char *want = slurp("simple-resp.json", &wl);
+    char *in = fx_slurp(DIR, "simple-resp.openai.json", &il);
+    char *want = fx_slurp(DIR, "simple-resp.json", &wl);
     ad_buf_t out;
     ad_buf_init(&out, 1 << 16);
     cr_assert_eq(ad_simple_out_response(in, il, "openai", "gpt-4o-mini", 431, &out), 0);

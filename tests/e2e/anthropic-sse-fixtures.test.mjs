@@ -44,18 +44,26 @@ function clientFor(name, piece) {
   });
 }
 
+// A MessageStream over a fixture; `types` collects the type of every event, in order.
+function openStream(name, piece, maxTokens, types, onEvent = () => {}) {
+  const stream = clientFor(name, piece).messages.stream({
+    model: 'claude-sonnet-4-5',
+    max_tokens: maxTokens,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
+  stream.on('streamEvent', (ev) => {
+    types.push(ev.type);
+    onEvent(ev);
+  });
+  return stream;
+}
+
 // Streams a fixture through MessageStream; returns the final message and, per block index, the
 // concatenated partial_json as sent (so we can check it is complete JSON, not just partial-parsable).
 async function replay(name, piece) {
-  const stream = clientFor(name, piece).messages.stream({
-    model: 'claude-sonnet-4-5',
-    max_tokens: 1024,
-    messages: [{ role: 'user', content: 'hi' }],
-  });
   const partial = new Map();
   const types = [];
-  stream.on('streamEvent', (ev) => {
-    types.push(ev.type);
+  const stream = openStream(name, piece, 1024, types, (ev) => {
     if (ev.type === 'content_block_delta' && ev.delta.type === 'input_json_delta') {
       partial.set(ev.index, (partial.get(ev.index) ?? '') + ev.delta.partial_json);
     }
@@ -164,12 +172,7 @@ const errorCases = [
 for (const c of errorCases) {
   test(`${c.name} surfaces as the SDK's APIError`, async () => {
     const seen = [];
-    const stream = clientFor(c.name, 5).messages.stream({
-      model: 'claude-sonnet-4-5',
-      max_tokens: 64,
-      messages: [{ role: 'user', content: 'hi' }],
-    });
-    stream.on('streamEvent', (ev) => seen.push(ev.type));
+    const stream = openStream(c.name, 5, 64, seen);
     stream.on('error', () => {}); // finalMessage() below reports it
     await assert.rejects(stream.finalMessage(), (err) => {
       assert.ok(err instanceof Anthropic.APIError, `got ${err?.constructor?.name}: ${err?.message}`);

@@ -7,26 +7,12 @@ import OpenAI from 'openai';
 import {
   startFakeAnthropic, expectedOpenAIUsage, CLAUDE_REPLY, CLAUDE_TOOL_INPUTS, CLAUDE_THINKING,
 } from '../fakes/anthropic-upstream.mjs';
-import { startTollgate, toYaml, gatewayConfigObject, assertHealthyThenCleanExit, MASTER_KEY, UPSTREAM_KEY } from '../lib/harness.mjs';
+import { assertHealthyThenCleanExit, UPSTREAM_KEY } from '../lib/harness.mjs';
+import {
+  MSGS, WEATHER_TOOL, TIME_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails,
+} from './common.mjs';
 
-const MSGS = [
-  { role: 'system', content: 'Be brief.' },
-  { role: 'user', content: 'What is the weather in Paris?' },
-];
-const TOOLS = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Current weather',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-    },
-  },
-  {
-    type: 'function',
-    function: { name: 'get_time', description: 'Local time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } },
-  },
-];
+const TOOLS = [WEATHER_TOOL, TIME_TOOL];
 
 let fake;
 let tg;
@@ -38,7 +24,7 @@ function deployment(name, upstream, extra = {}) {
 
 before(async () => {
   fake = await startFakeAnthropic();
-  const extraModels = [
+  ({ tg, client } = await startGateway([
     deployment('claude-ok', 'claude-ok'),
     deployment('claude-v1-base', 'claude-ok', { api_base: `${fake.url}/v1` }),
     deployment('claude-tools', 'claude-tools'),
@@ -48,51 +34,15 @@ before(async () => {
     deployment('claude-toolong', 'claude-toolong'),
     deployment('claude-midstream-error', 'claude-midstream-error'),
     deployment('claude-badkey', 'claude-ok', { api_key: 'not-the-key' }),
-  ];
-  const cfg = gatewayConfigObject({ includeDefaults: false, extraModels });
-  tg = await startTollgate({ config: toYaml(cfg) });
-  client = new OpenAI({ baseURL: `${tg.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+  ]));
 });
 
-after(async () => {
-  if (tg && tg.alive()) await tg.stop('SIGKILL', 5000);
-  if (fake) await fake.close();
-});
-
-/** Folds streamed tool-call deltas into whole calls, checking the OpenAI fragment contract. */
-async function collect(stream) {
-  const out = { content: '', calls: [], finish: null, usage: null, chunks: 0 };
-  for await (const chunk of stream) {
-    out.chunks++;
-    assert.equal(chunk.object, 'chat.completion.chunk');
-    if (chunk.usage) out.usage = chunk.usage;
-    const c = chunk.choices[0];
-    if (!c) continue;
-    if (c.delta?.content) out.content += c.delta.content;
-    for (const tc of c.delta?.tool_calls || []) {
-      if (tc.id) {
-        assert.equal(out.calls.length, tc.index, 'a new call takes the next index');
-        assert.equal(tc.type, 'function');
-        assert.equal(tc.function.arguments, '');
-        out.calls.push({ id: tc.id, type: 'function', function: { name: tc.function.name, arguments: '' } });
-      } else {
-        assert.ok(out.calls[tc.index], `fragment for unknown call ${tc.index}`);
-        assert.equal(tc.function.name, undefined, 'later fragments carry arguments only');
-        out.calls[tc.index].function.arguments += tc.function.arguments;
-      }
-    }
-    if (c.finish_reason) out.finish = c.finish_reason;
-  }
-  return out;
-}
+after(() => stopGateway(tg, fake));
 
 describe('chat completions through the anthropic adapter', () => {
   test('non-stream: text, finish, usage with cache tokens; the upstream got a Messages request', async () => {
     const r = await client.chat.completions.create({ model: 'claude-ok', messages: MSGS });
-    assert.equal(r.object, 'chat.completion');
-    assert.equal(r.choices[0].message.role, 'assistant');
-    assert.equal(r.choices[0].message.content, CLAUDE_REPLY);
-    assert.equal(r.choices[0].finish_reason, 'stop');
+    assertCompletion(r, CLAUDE_REPLY);
     const up = fake.stats.last;
     assert.equal(up.path, '/v1/messages');
     assert.equal(up.headers['x-api-key'], UPSTREAM_KEY);
@@ -148,15 +98,9 @@ describe('chat completions through the anthropic adapter', () => {
     const r = await client.chat.completions.create({ model: 'claude-thinking', messages: MSGS });
     assert.equal(r.choices[0].message.content, '42.');
     assert.equal(r.choices[0].message.reasoning_content, CLAUDE_THINKING);
-    const stream = await client.chat.completions.create({ model: 'claude-thinking', messages: MSGS, stream: true });
-    let reasoning = '';
-    let content = '';
-    for await (const chunk of stream) {
-      reasoning += chunk.choices[0]?.delta?.reasoning_content || '';
-      content += chunk.choices[0]?.delta?.content || '';
-    }
-    assert.equal(reasoning, CLAUDE_THINKING);
-    assert.equal(content, '42.');
+    const got = await collect(await client.chat.completions.create({ model: 'claude-thinking', messages: MSGS, stream: true }));
+    assert.equal(got.reasoning, CLAUDE_THINKING);
+    assert.equal(got.content, '42.');
   });
 });
 
@@ -232,73 +176,45 @@ describe('tools round trip', () => {
 
 describe('errors map to the SDK error classes', () => {
   test('529 overloaded → 503 InternalServerError, code overloaded', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'claude-overloaded', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.InternalServerError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 503);
-      assert.equal(e.code, 'overloaded');
-      assert.equal(e.type, 'api_error');
-      assert.equal(e.error.message, 'Overloaded');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'claude-overloaded', messages: MSGS }), OpenAI.InternalServerError, {
+      status: 503,
+      code: 'overloaded',
+      type: 'api_error',
+      'error.message': 'Overloaded',
     });
   });
 
   test('429 → RateLimitError with retry-after', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'claude-ratelimit', messages: MSGS, stream: true }), (e) => {
-      assert.ok(e instanceof OpenAI.RateLimitError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.headers.get('retry-after'), '3');
-      assert.equal(e.code, 'rate_limit_exceeded');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'claude-ratelimit', messages: MSGS, stream: true }), OpenAI.RateLimitError, {
+      headers: { 'retry-after': '3' },
+      code: 'rate_limit_exceeded',
     });
   });
 
   test('prompt too long → BadRequestError context_length_exceeded', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'claude-toolong', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.code, 'context_length_exceeded');
-      assert.equal(e.param, 'messages');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'claude-toolong', messages: MSGS }), OpenAI.BadRequestError, {
+      code: 'context_length_exceeded',
+      param: 'messages',
     });
   });
 
   test('wrong upstream key → AuthenticationError', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'claude-badkey', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.AuthenticationError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 401);
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'claude-badkey', messages: MSGS }), OpenAI.AuthenticationError, { status: 401 });
   });
 
   test('error event inside the stream → the SDK throws while iterating', async () => {
     const stream = await client.chat.completions.create({ model: 'claude-midstream-error', messages: MSGS, stream: true });
-    let text = '';
-    await assert.rejects(
-      (async () => {
-        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content || '';
-      })(),
-      (e) => {
-        assert.ok(e instanceof OpenAI.APIError, `${e.constructor.name}: ${e.message}`);
-        assert.match(e.message, /Overloaded/);
-        return true;
-      },
-    );
-    assert.equal(text, 'Partial');
+    assert.equal(await assertStreamFails(stream, { message: /Overloaded/ }), 'Partial');
   });
 
   test('embeddings: Anthropic has none → BadRequestError, nothing sent upstream', async () => {
     const before = fake.stats.count;
-    await assert.rejects(client.embeddings.create({ model: 'claude-ok', input: 'hello' }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      assert.match(e.message, /no embeddings/);
-      return true;
-    });
+    await assertSdkError(client.embeddings.create({ model: 'claude-ok', input: 'hello' }), OpenAI.BadRequestError, { message: /no embeddings/ });
     assert.equal(fake.stats.count, before);
   });
 
   test('n > 1 is refused before reaching the upstream', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'claude-ok', messages: MSGS, n: 2 }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'claude-ok', messages: MSGS, n: 2 }), OpenAI.BadRequestError);
   });
 });
 

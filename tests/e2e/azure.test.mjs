@@ -9,22 +9,12 @@ import {
   startFakeAzure, AZURE_FAKE_KEY, AZURE_REPLY, AZURE_TOOL_CALL_ID, AZURE_TOOL_ARG_PIECES, AZURE_MIDSTREAM_ERROR,
   azureEmbedding, promptTokens,
 } from '../fakes/azure-upstream.mjs';
-import { startTollgate, toYaml, assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import { assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import {
+  MSGS, WEATHER_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails, toolRoundTrip,
+} from './common.mjs';
 
-const MSGS = [
-  { role: 'system', content: 'Be brief.' },
-  { role: 'user', content: 'What is the weather in Paris?' },
-];
-const TOOLS = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Current weather',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-    },
-  },
-];
+const TOOLS = [WEATHER_TOOL];
 
 let fake;
 let tg;
@@ -36,61 +26,33 @@ before(async () => {
     model_name: name,
     litellm_params: { model: `azure/${deployment}`, api_base: fake.url, api_key: AZURE_FAKE_KEY, ...extra },
   });
-  const config = {
-    model_list: [
-      entry('gpt-4o', 'gpt-4o-prod', { api_version: '2024-10-21' }),
-      entry('gpt-4o-v1', 'gpt-4o-prod', { api_base: `${fake.url}/openai/v1` }),
-      entry('gpt-4o-legacy', 'gpt-4o-prod', { api_version: '2024-02-01' }),
-      entry('gpt-4o-tools', 'gpt-4o-tools'),
-      entry('throttled', 'throttled'),
-      entry('filtered', 'filtered'),
-      entry('broken', 'midstream-error'),
-      entry('gone', 'deleted-deployment'),
-      entry('wrong-key', 'gpt-4o-prod', { api_key: 'not-the-key' }),
-      entry('embed', 'text-embedding-3-small'),
-    ],
-    general_settings: { master_key: MASTER_KEY },
-  };
-  tg = await startTollgate({ config: toYaml(config) });
-  client = new OpenAI({ baseURL: `${tg.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+  ({ tg, client } = await startGateway([
+    entry('gpt-4o', 'gpt-4o-prod', { api_version: '2024-10-21' }),
+    entry('gpt-4o-v1', 'gpt-4o-prod', { api_base: `${fake.url}/openai/v1` }),
+    entry('gpt-4o-legacy', 'gpt-4o-prod', { api_version: '2024-02-01' }),
+    entry('gpt-4o-tools', 'gpt-4o-tools'),
+    entry('throttled', 'throttled'),
+    entry('filtered', 'filtered'),
+    entry('broken', 'midstream-error'),
+    entry('gone', 'deleted-deployment'),
+    entry('wrong-key', 'gpt-4o-prod', { api_key: 'not-the-key' }),
+    entry('embed', 'text-embedding-3-small'),
+  ]));
 });
 
-after(async () => {
-  if (tg && tg.alive()) await tg.stop('SIGKILL', 5000);
-  if (fake) await fake.close();
-});
+after(() => stopGateway(tg, fake));
 
 const usageOf = (messages) => {
   const p = promptTokens(messages);
   return { prompt_tokens: p, completion_tokens: 5, total_tokens: p + 5 };
 };
 
-async function collect(stream) {
-  const out = { content: '', finish: null, usage: null, tools: [], chunks: [] };
-  for await (const chunk of stream) {
-    out.chunks.push(chunk);
-    if (chunk.usage) out.usage = chunk.usage;
-    for (const c of chunk.choices) {
-      assert.equal(typeof c.delta, 'object', `a choice without delta reached the client: ${JSON.stringify(chunk)}`);
-      assert.notEqual(c.delta, null);
-      if (c.delta.content) out.content += c.delta.content;
-      for (const t of c.delta.tool_calls || []) {
-        if (!out.tools[t.index]) out.tools[t.index] = { id: t.id, name: t.function.name, arguments: '' };
-        out.tools[t.index].arguments += t.function.arguments || '';
-      }
-      if (c.finish_reason) out.finish = c.finish_reason;
-    }
-  }
-  return out;
-}
-
 const pick = (u) => ({ prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: u.total_tokens });
 
 describe('azure chat', () => {
   test('non-stream: deployment URL with api-version, api-key header, deployment as model', async () => {
     const r = await client.chat.completions.create({ model: 'gpt-4o', messages: MSGS, temperature: 0 });
-    assert.equal(r.choices[0].message.content, AZURE_REPLY);
-    assert.equal(r.choices[0].finish_reason, 'stop');
+    assertCompletion(r, AZURE_REPLY);
     assert.deepEqual(pick(r.usage), usageOf(MSGS));
     const up = fake.last();
     assert.equal(up.path, '/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21');
@@ -141,29 +103,16 @@ describe('azure chat', () => {
 
 describe('azure tools', () => {
   async function roundTrip(stream) {
-    const first = { model: 'gpt-4o-tools', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools: TOOLS };
-    let call;
-    if (stream) {
-      const out = await collect(await client.chat.completions.create({ ...first, stream: true }));
-      assert.equal(out.finish, 'tool_calls');
-      call = out.tools[0];
-    } else {
-      const r = await client.chat.completions.create(first);
-      assert.equal(r.choices[0].finish_reason, 'tool_calls');
-      const tc = r.choices[0].message.tool_calls[0];
-      call = { id: tc.id, name: tc.function.name, arguments: tc.function.arguments };
-    }
-    assert.deepEqual(call, { id: AZURE_TOOL_CALL_ID, name: 'get_weather', arguments: AZURE_TOOL_ARG_PIECES.join('') });
-    const messages = [
-      ...first.messages,
-      { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] },
-      { role: 'tool', tool_call_id: call.id, content: '18C sunny' },
-    ];
-    const second = { model: 'gpt-4o-tools', tools: TOOLS, messages };
-    const text = stream
-      ? (await collect(await client.chat.completions.create({ ...second, stream: true }))).content
-      : (await client.chat.completions.create(second)).choices[0].message.content;
-    assert.equal(text, 'Tool said: 18C sunny');
+    const messages = await toolRoundTrip(client, {
+      model: 'gpt-4o-tools',
+      tools: TOOLS,
+      stream,
+      checkCall: (call) =>
+        assert.deepEqual(
+          { id: call.id, name: call.function.name, arguments: call.function.arguments },
+          { id: AZURE_TOOL_CALL_ID, name: 'get_weather', arguments: AZURE_TOOL_ARG_PIECES.join('') },
+        ),
+    });
     assert.deepEqual(fake.last().body.messages, messages, 'the conversation reaches Azure unchanged');
   }
 
@@ -187,56 +136,35 @@ describe('azure embeddings', () => {
 
 describe('azure errors', () => {
   test('429 with Retry-After → RateLimitError, code "429", type normalised', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'throttled', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.RateLimitError, `got ${e.constructor.name}`);
-      assert.equal(e.status, 429);
-      assert.equal(e.code, '429');
-      assert.equal(e.type, 'rate_limit_error');
-      assert.equal(e.headers.get('retry-after'), '2');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'throttled', messages: MSGS }), OpenAI.RateLimitError, {
+      status: 429,
+      code: '429',
+      type: 'rate_limit_error',
+      headers: { 'retry-after': '2' },
     });
   });
 
   test('prompt filtered → 400 BadRequestError with code content_filter, param prompt', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'filtered', messages: MSGS, stream: true }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `got ${e.constructor.name}`);
-      assert.equal(e.code, 'content_filter');
-      assert.equal(e.param, 'prompt');
-      assert.equal(e.type, 'invalid_request_error');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'filtered', messages: MSGS, stream: true }), OpenAI.BadRequestError, {
+      code: 'content_filter',
+      param: 'prompt',
+      type: 'invalid_request_error',
     });
   });
 
   test('unknown deployment → 404 NotFoundError with DeploymentNotFound', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gone', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.NotFoundError, `got ${e.constructor.name}`);
-      assert.equal(e.code, 'DeploymentNotFound');
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'gone', messages: MSGS }), OpenAI.NotFoundError, { code: 'DeploymentNotFound' });
   });
 
   test('bad key → 401 AuthenticationError', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'wrong-key', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.AuthenticationError, `got ${e.constructor.name}`);
-      assert.equal(e.type, 'authentication_error');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'wrong-key', messages: MSGS }), OpenAI.AuthenticationError, {
+      type: 'authentication_error',
     });
   });
 
   test('error inside the 200 stream → APIError while iterating', async () => {
     const stream = await client.chat.completions.create({ model: 'broken', messages: MSGS, stream: true });
-    let content = '';
-    await assert.rejects(
-      (async () => {
-        for await (const chunk of stream) content += chunk.choices[0]?.delta?.content || '';
-      })(),
-      (e) => {
-        assert.ok(e instanceof OpenAI.APIError, `got ${e.constructor.name}`);
-        assert.match(e.message, new RegExp(AZURE_MIDSTREAM_ERROR));
-        return true;
-      },
-    );
-    assert.equal(content, 'Hello');
+    assert.equal(await assertStreamFails(stream, { message: new RegExp(AZURE_MIDSTREAM_ERROR) }), 'Hello');
   });
 });
 

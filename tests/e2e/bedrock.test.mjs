@@ -9,26 +9,12 @@ import {
   startFakeBedrock, expectedOpenAIUsage, fakeBedrockEmbedding, FAKE_AWS_CREDS, FAKE_BEDROCK_API_KEY, BEDROCK_REPLY,
   BEDROCK_TOOL_INPUTS, EMBED_DIMS,
 } from '../fakes/bedrock-upstream.mjs';
-import { startTollgate, toYaml, gatewayConfigObject, assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import { assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import {
+  MSGS, WEATHER_TOOL, TIME_TOOL, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails,
+} from './common.mjs';
 
-const MSGS = [
-  { role: 'system', content: 'Be brief.' },
-  { role: 'user', content: 'What is the weather in Paris?' },
-];
-const TOOLS = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Current weather',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-    },
-  },
-  {
-    type: 'function',
-    function: { name: 'get_time', description: 'Local time', parameters: { type: 'object', properties: { tz: { type: 'string' } } } },
-  },
-];
+const TOOLS = [WEATHER_TOOL, TIME_TOOL];
 
 let fake;
 let tg;
@@ -50,7 +36,7 @@ function deployment(name, upstream, extra = {}) {
 
 before(async () => {
   fake = await startFakeBedrock();
-  const extraModels = [
+  ({ tg, client } = await startGateway([
     deployment('br-ok', 'anthropic.claude-ok-v1:0'),
     deployment('br-session', 'converse/anthropic.claude-ok-v1:0', { aws_session_token: FAKE_AWS_CREDS.sessionToken }),
     {
@@ -65,43 +51,10 @@ before(async () => {
     deployment('br-badsecret', 'anthropic.claude-ok-v1:0', { aws_secret_access_key: 'not-the-secret' }),
     deployment('br-titan', 'amazon.titan-embed-text-v2:0'),
     deployment('br-cohere', 'cohere.embed-english-v3'),
-  ];
-  const cfg = gatewayConfigObject({ includeDefaults: false, extraModels });
-  tg = await startTollgate({ config: toYaml(cfg) });
-  client = new OpenAI({ baseURL: `${tg.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+  ]));
 });
 
-after(async () => {
-  if (tg && tg.alive()) await tg.stop('SIGKILL', 5000);
-  if (fake) await fake.close();
-});
-
-/** Folds streamed tool-call deltas into whole calls, checking the OpenAI fragment contract. */
-async function collect(stream) {
-  const out = { content: '', calls: [], finish: null, usage: null, chunks: 0 };
-  for await (const chunk of stream) {
-    out.chunks++;
-    assert.equal(chunk.object, 'chat.completion.chunk');
-    if (chunk.usage) out.usage = chunk.usage;
-    const c = chunk.choices[0];
-    if (!c) continue;
-    if (c.delta?.content) out.content += c.delta.content;
-    for (const tc of c.delta?.tool_calls || []) {
-      if (tc.id) {
-        assert.equal(out.calls.length, tc.index, 'a new call takes the next index');
-        assert.equal(tc.type, 'function');
-        assert.equal(tc.function.arguments, '');
-        out.calls.push({ id: tc.id, type: 'function', function: { name: tc.function.name, arguments: '' } });
-      } else {
-        assert.ok(out.calls[tc.index], `fragment for unknown call ${tc.index}`);
-        assert.equal(tc.function.name, undefined, 'later fragments carry arguments only');
-        out.calls[tc.index].function.arguments += tc.function.arguments;
-      }
-    }
-    if (c.finish_reason) out.finish = c.finish_reason;
-  }
-  return out;
-}
+after(() => stopGateway(tg, fake));
 
 function assertSigned(up, { token = false } = {}) {
   const auth = up.headers.authorization;
@@ -114,11 +67,8 @@ function assertSigned(up, { token = false } = {}) {
 describe('chat completions through the bedrock adapter', () => {
   test('non-stream: text, finish, usage with cache reads; the upstream got a signed Converse request', async () => {
     const r = await client.chat.completions.create({ model: 'br-ok', messages: MSGS, max_tokens: 100, temperature: 0.5 });
-    assert.equal(r.object, 'chat.completion');
+    assertCompletion(r, BEDROCK_REPLY);
     assert.equal(r.model, 'br-ok');
-    assert.equal(r.choices[0].message.role, 'assistant');
-    assert.equal(r.choices[0].message.content, BEDROCK_REPLY);
-    assert.equal(r.choices[0].finish_reason, 'stop');
     const up = fake.stats.last;
     assert.equal(up.path, '/model/anthropic.claude-ok-v1%3A0/converse');
     assertSigned(up);
@@ -161,7 +111,7 @@ describe('chat completions through the bedrock adapter', () => {
     assertSigned(up);
     assert.deepEqual(up.body.inferenceConfig, { stopSequences: ['END'] });
     assert.deepEqual(got.usage, expectedOpenAIUsage(up.body));
-    assert.ok(got.chunks >= 7, `${got.chunks} chunks`);
+    assert.ok(got.chunks.length >= 7, `${got.chunks.length} chunks`);
   });
 
   test('stream without include_usage: no usage reaches the client', async () => {
@@ -258,11 +208,7 @@ describe('embeddings', () => {
 
   test('Titan with several inputs → BadRequestError, nothing sent upstream', async () => {
     const before = fake.stats.count;
-    await assert.rejects(client.embeddings.create({ model: 'br-titan', input: ['a', 'b'] }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      assert.match(e.message, /one input per request/);
-      return true;
-    });
+    await assertSdkError(client.embeddings.create({ model: 'br-titan', input: ['a', 'b'] }), OpenAI.BadRequestError, { message: /one input per request/ });
     assert.equal(fake.stats.count, before);
   });
 
@@ -285,46 +231,23 @@ describe('errors', () => {
   ];
   for (const [model, cls, status, message, code] of cases) {
     test(`${model}: HTTP ${status} → ${cls.name}`, async () => {
-      await assert.rejects(client.chat.completions.create({ model, messages: MSGS }), (e) => {
-        assert.ok(e instanceof cls, `${e.constructor.name}: ${e.message}`);
-        assert.equal(e.status, status);
-        assert.match(e.message, message);
-        assert.equal(e.code ?? null, code);
-        return true;
-      });
+      await assertSdkError(client.chat.completions.create({ model, messages: MSGS }), cls, { status, message }, (e) => assert.equal(e.code ?? null, code));
     });
   }
 
   test('a streamed request that fails before the stream starts is a plain HTTP error', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'br-throttle', messages: MSGS, stream: true }), (e) => {
-      assert.ok(e instanceof OpenAI.RateLimitError, `${e.constructor.name}: ${e.message}`);
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'br-throttle', messages: MSGS, stream: true }), OpenAI.RateLimitError);
   });
 
   test('an exception frame inside the stream surfaces as an APIError after the partial text', async () => {
     const stream = await client.chat.completions.create({ model: 'br-midstream', messages: MSGS, stream: true });
-    let text = '';
-    await assert.rejects(
-      (async () => {
-        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content || '';
-      })(),
-      (e) => {
-        assert.ok(e instanceof OpenAI.APIError, `${e.constructor.name}: ${e.message}`);
-        assert.match(e.message, /Too many tokens/);
-        return true;
-      },
-    );
-    assert.equal(text, 'Partial');
+    assert.equal(await assertStreamFails(stream, { message: /Too many tokens/ }), 'Partial');
   });
 
   test('a remote image URL is refused before reaching the upstream', async () => {
     const before = fake.stats.count;
     const messages = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }];
-    await assert.rejects(client.chat.completions.create({ model: 'br-ok', messages }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'br-ok', messages }), OpenAI.BadRequestError);
     assert.equal(fake.stats.count, before);
   });
 });

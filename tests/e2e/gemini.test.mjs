@@ -10,12 +10,10 @@ import {
   startFakeGemini, FAKE_GEMINI_KEY, GEMINI_REPLY, GEMINI_THOUGHTS, GEMINI_SIGNATURE, GEMINI_TOOL_ARGS,
   GEMINI_MODEL_VERSION, GEMINI_ERRORS, geminiPromptTokens, geminiEmbedding,
 } from '../fakes/gemini-upstream.mjs';
-import { startTollgate, toYaml, assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import { assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import { MSGS, startGateway, stopGateway, collect, assertCompletion, assertSdkError, assertStreamFails } from './common.mjs';
 
-const MSGS = [
-  { role: 'system', content: 'Be brief.' },
-  { role: 'user', content: 'What is the weather in Paris?' },
-];
+// Gemini rejects some JSON-Schema keys: this tool's schema carries them, for the adapter to clean.
 const TOOLS = [
   {
     type: 'function',
@@ -43,31 +41,22 @@ function deployment(name, model, extra = {}) {
 
 before(async () => {
   fake = await startFakeGemini();
-  const config = {
-    model_list: [
-      deployment('gem', 'gemini-ok'),
-      deployment('gem-tools', 'gemini-tools'),
-      deployment('gem-429', 'gemini-fail429'),
-      deployment('gem-400', 'gemini-fail400'),
-      deployment('gem-503', 'gemini-fail503'),
-      deployment('gem-missing', 'gemini-9000'),
-      deployment('gem-midstream', 'gemini-midstream-error'),
-      deployment('gem-truncate', 'gemini-truncate'),
-      deployment('gem-blocked', 'gemini-blocked'),
-      deployment('gem-badkey', 'gemini-ok', { api_key: 'not-the-key' }),
-      deployment('gem-embed', 'gemini-embedding-001'),
-    ],
-    general_settings: { master_key: MASTER_KEY },
-    tollgate_settings: { max_request_body: 65536 },
-  };
-  tg = await startTollgate({ config: toYaml(config) });
-  client = new OpenAI({ baseURL: `${tg.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+  ({ tg, client } = await startGateway([
+    deployment('gem', 'gemini-ok'),
+    deployment('gem-tools', 'gemini-tools'),
+    deployment('gem-429', 'gemini-fail429'),
+    deployment('gem-400', 'gemini-fail400'),
+    deployment('gem-503', 'gemini-fail503'),
+    deployment('gem-missing', 'gemini-9000'),
+    deployment('gem-midstream', 'gemini-midstream-error'),
+    deployment('gem-truncate', 'gemini-truncate'),
+    deployment('gem-blocked', 'gemini-blocked'),
+    deployment('gem-badkey', 'gemini-ok', { api_key: 'not-the-key' }),
+    deployment('gem-embed', 'gemini-embedding-001'),
+  ]));
 });
 
-after(async () => {
-  if (tg?.alive()) await tg.stop('SIGKILL', 5000);
-  if (fake) await fake.close();
-});
+after(() => stopGateway(tg, fake));
 
 /** The upstream request of the latest call, checked for Gemini's URL and auth. */
 function lastUpstream(model, method) {
@@ -78,27 +67,6 @@ function lastUpstream(model, method) {
   return r;
 }
 
-async function collect(stream) {
-  const out = { text: '', usage: null, finish: null, chunks: 0, calls: [], ids: new Set() };
-  for await (const chunk of stream) {
-    out.chunks++;
-    out.ids.add(chunk.id);
-    assert.equal(chunk.object, 'chat.completion.chunk');
-    if (chunk.usage) out.usage = chunk.usage;
-    const c = chunk.choices[0];
-    if (!c) continue;
-    if (c.delta?.content) out.text += c.delta.content;
-    for (const tc of c.delta?.tool_calls || []) {
-      const cur = (out.calls[tc.index] ||= { id: '', type: 'function', function: { name: '', arguments: '' } });
-      if (tc.id) cur.id = tc.id;
-      if (tc.function?.name) cur.function.name += tc.function.name;
-      if (tc.function?.arguments) cur.function.arguments += tc.function.arguments;
-    }
-    if (c.finish_reason) out.finish = c.finish_reason;
-  }
-  return out;
-}
-
 describe('chat', () => {
   test('non-stream: generateContent, systemInstruction, usage', async () => {
     const r = await client.chat.completions.create({ model: 'gem', messages: MSGS, temperature: 0.2, max_tokens: 64 });
@@ -106,12 +74,9 @@ describe('chat', () => {
     assert.deepEqual(up.body.systemInstruction, { parts: [{ text: 'Be brief.' }] });
     assert.deepEqual(up.body.contents, [{ role: 'user', parts: [{ text: 'What is the weather in Paris?' }] }]);
     assert.deepEqual(up.body.generationConfig, { temperature: 0.2, maxOutputTokens: 64 });
-    assert.equal(r.object, 'chat.completion');
+    assertCompletion(r, GEMINI_REPLY);
     assert.match(r.id, /^chatcmpl-fake-resp-\d+$/);
     assert.equal(r.model, GEMINI_MODEL_VERSION);
-    assert.equal(r.choices[0].message.role, 'assistant');
-    assert.equal(r.choices[0].message.content, GEMINI_REPLY);
-    assert.equal(r.choices[0].finish_reason, 'stop');
     const p = geminiPromptTokens(up.body);
     assert.equal(r.usage.prompt_tokens, p);
     assert.equal(r.usage.completion_tokens, 3 + GEMINI_THOUGHTS);
@@ -129,7 +94,7 @@ describe('chat', () => {
     const out = await collect(stream);
     const up = lastUpstream('gemini-ok', 'streamGenerateContent');
     assert.equal(up.alt, 'sse');
-    assert.equal(out.text, GEMINI_REPLY);
+    assert.equal(out.content, GEMINI_REPLY);
     assert.equal(out.finish, 'stop');
     assert.equal(out.ids.size, 1, 'one id for the whole stream');
     const p = geminiPromptTokens(up.body);
@@ -142,7 +107,7 @@ describe('chat', () => {
   test('stream without include_usage: no usage chunk reaches the client', async () => {
     const stream = await client.chat.completions.create({ model: 'gem', messages: MSGS, stream: true });
     const out = await collect(stream);
-    assert.equal(out.text, GEMINI_REPLY);
+    assert.equal(out.content, GEMINI_REPLY);
     assert.equal(out.usage, null);
   });
 
@@ -222,7 +187,7 @@ describe('tools round trip', () => {
       role: 'user',
       parts: [{ functionResponse: { name: 'get_weather', response: { temp_c: 18 } } }],
     });
-    assert.equal(out2.text, 'Tool said: {"temp_c":18}');
+    assert.equal(out2.content, 'Tool said: {"temp_c":18}');
     assert.equal(out2.finish, 'stop');
     assert.ok(out2.usage && out2.usage.prompt_tokens > 0);
   });
@@ -263,75 +228,43 @@ describe('embeddings', () => {
 
 describe('errors map to the SDK error classes', () => {
   test('429 RESOURCE_EXHAUSTED → RateLimitError', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gem-429', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.RateLimitError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 429);
-      assert.equal(e.code, 'rate_limit_exceeded');
-      assert.equal(e.error.message, GEMINI_ERRORS.fail429.error.message);
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'gem-429', messages: MSGS }), OpenAI.RateLimitError, {
+      status: 429,
+      code: 'rate_limit_exceeded',
+      'error.message': GEMINI_ERRORS.fail429.error.message,
     });
   });
 
   test('400 over the context → BadRequestError context_length_exceeded', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gem-400', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.code, 'context_length_exceeded');
-      assert.equal(e.param, 'messages');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'gem-400', messages: MSGS }), OpenAI.BadRequestError, {
+      code: 'context_length_exceeded',
+      param: 'messages',
     });
   });
 
   test('bad upstream key (Gemini says 400 API_KEY_INVALID) → AuthenticationError', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gem-badkey', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.AuthenticationError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 401);
-      assert.equal(e.code, 'invalid_api_key');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'gem-badkey', messages: MSGS }), OpenAI.AuthenticationError, {
+      status: 401,
+      code: 'invalid_api_key',
     });
   });
 
   test('404 NOT_FOUND → NotFoundError model_not_found', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gem-missing', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.NotFoundError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.code, 'model_not_found');
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'gem-missing', messages: MSGS }), OpenAI.NotFoundError, { code: 'model_not_found' });
   });
 
   test('503 UNAVAILABLE on a stream request → InternalServerError before any chunk', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gem-503', messages: MSGS, stream: true }), (e) => {
-      assert.ok(e instanceof OpenAI.InternalServerError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 503);
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'gem-503', messages: MSGS, stream: true }), OpenAI.InternalServerError, { status: 503 });
   });
 
   test('error inside the 200 stream → the SDK throws while iterating', async () => {
     const stream = await client.chat.completions.create({ model: 'gem-midstream', messages: MSGS, stream: true });
-    let text = '';
-    await assert.rejects(
-      (async () => {
-        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content || '';
-      })(),
-      (e) => {
-        assert.ok(e instanceof OpenAI.APIError, `${e.constructor.name}: ${e.message}`);
-        assert.match(e.message, /internal error/i);
-        return true;
-      },
-    );
-    assert.equal(text, 'Hello');
+    assert.equal(await assertStreamFails(stream, { message: /internal error/i }), 'Hello');
   });
 
   test('upstream body cut before a finishReason → the SDK throws', async () => {
     const stream = await client.chat.completions.create({ model: 'gem-truncate', messages: MSGS, stream: true });
-    let text = '';
-    await assert.rejects(
-      (async () => {
-        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content || '';
-      })(),
-      (e) => e instanceof OpenAI.APIError,
-    );
-    assert.equal(text, 'Hello');
+    assert.equal(await assertStreamFails(stream), 'Hello');
   });
 });
 

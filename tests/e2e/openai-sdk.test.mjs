@@ -7,29 +7,17 @@ import OpenAI from 'openai';
 import {
   FAKE_REPLY, FAKE_TOOL_CALL_ID, FAKE_TOOL_ARGS, ERROR_BODIES, fakeEmbedding, base64ToFloats, promptTokens,
 } from '../fakes/openai-upstream.mjs';
-import { startStack, modelNames, assertHealthyThenCleanExit, MASTER_KEY } from '../lib/harness.mjs';
+import { startStack, modelNames, assertHealthyThenCleanExit } from '../lib/harness.mjs';
+import { MSGS, WEATHER_TOOL, openAIClient, collect, assertCompletion, assertSdkError, assertStreamFails } from './common.mjs';
 
-const MSGS = [
-  { role: 'system', content: 'Be brief.' },
-  { role: 'user', content: 'What is the weather in Paris?' },
-];
-const TOOLS = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Current weather',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-    },
-  },
-];
+const TOOLS = [WEATHER_TOOL];
 
 let s;
 let client;
 
 before(async () => {
   s = await startStack();
-  client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: MASTER_KEY, maxRetries: 0, timeout: 20000 });
+  client = openAIClient(s.url);
 });
 after(async () => {
   if (s) await s.close();
@@ -38,10 +26,7 @@ after(async () => {
 describe('chat completions', () => {
   test('non-stream', async () => {
     const r = await client.chat.completions.create({ model: 'gpt-test', messages: MSGS });
-    assert.equal(r.object, 'chat.completion');
-    assert.equal(r.choices[0].message.role, 'assistant');
-    assert.equal(r.choices[0].message.content, FAKE_REPLY);
-    assert.equal(r.choices[0].finish_reason, 'stop');
+    assertCompletion(r, FAKE_REPLY);
     const p = promptTokens(MSGS);
     assert.deepEqual(r.usage, { prompt_tokens: p, completion_tokens: 5, total_tokens: p + 5 });
   });
@@ -59,33 +44,18 @@ describe('chat completions', () => {
       stream: true,
       stream_options: { include_usage: true },
     });
-    let content = '';
-    let usage = null;
-    let finish = null;
-    let n = 0;
-    for await (const chunk of stream) {
-      n++;
-      assert.equal(chunk.object, 'chat.completion.chunk');
-      if (chunk.usage) usage = chunk.usage;
-      const c = chunk.choices[0];
-      if (c?.delta?.content) content += c.delta.content;
-      if (c?.finish_reason) finish = c.finish_reason;
-    }
-    assert.equal(content, FAKE_REPLY);
-    assert.equal(finish, 'stop');
+    const got = await collect(stream);
+    assert.equal(got.content, FAKE_REPLY);
+    assert.equal(got.finish, 'stop');
     const p = promptTokens(MSGS);
-    assert.deepEqual(usage, { prompt_tokens: p, completion_tokens: 5, total_tokens: p + 5 });
-    assert.ok(n >= 6);
+    assert.deepEqual(got.usage, { prompt_tokens: p, completion_tokens: 5, total_tokens: p + 5 });
+    assert.ok(got.chunks.length >= 6);
   });
 
   test('stream without include_usage: no usage seen', async () => {
-    const stream = await client.chat.completions.create({ model: 'gpt-test', messages: MSGS, stream: true });
-    let content = '';
-    for await (const chunk of stream) {
-      assert.ok(!chunk.usage, `unexpected usage in ${JSON.stringify(chunk)}`);
-      content += chunk.choices[0]?.delta?.content || '';
-    }
-    assert.equal(content, FAKE_REPLY);
+    const got = await collect(await client.chat.completions.create({ model: 'gpt-test', messages: MSGS, stream: true }));
+    assert.equal(got.usage, null, 'no chunk carried usage');
+    assert.equal(got.content, FAKE_REPLY);
   });
 
   test('SDK stream helper: finalChatCompletion()', async () => {
@@ -125,25 +95,9 @@ describe('tools round trip', () => {
   });
 
   test('stream: reassemble tool-call deltas, send the result, stream the answer', async () => {
-    const stream = await client.chat.completions.create({ model: 'gpt-tools', messages: MSGS, tools: TOOLS, stream: true });
-    const calls = [];
-    let finish = null;
-    let argFragments = 0;
-    for await (const chunk of stream) {
-      const c = chunk.choices[0];
-      if (!c) continue;
-      for (const tc of c.delta?.tool_calls || []) {
-        const cur = (calls[tc.index] ||= { id: '', type: 'function', function: { name: '', arguments: '' } });
-        if (tc.id) cur.id = tc.id;
-        if (tc.type) cur.type = tc.type;
-        if (tc.function?.name) cur.function.name += tc.function.name;
-        if (tc.function?.arguments) {
-          cur.function.arguments += tc.function.arguments;
-          argFragments++;
-        }
-      }
-      if (c.finish_reason) finish = c.finish_reason;
-    }
+    const { calls, finish, argFragments } = await collect(
+      await client.chat.completions.create({ model: 'gpt-tools', messages: MSGS, tools: TOOLS, stream: true }),
+    );
     assert.equal(finish, 'tool_calls');
     assert.equal(calls.length, 1);
     assert.deepEqual(calls[0], { id: FAKE_TOOL_CALL_ID, type: 'function', function: { name: 'get_weather', arguments: FAKE_TOOL_ARGS } });
@@ -155,9 +109,7 @@ describe('tools round trip', () => {
       stream: true,
       messages: [...MSGS, { role: 'assistant', content: null, tool_calls: calls }, { role: 'tool', tool_call_id: calls[0].id, content: 'rainy' }],
     });
-    let text = '';
-    for await (const chunk of stream2) text += chunk.choices[0]?.delta?.content || '';
-    assert.equal(text, 'Tool said: rainy');
+    assert.equal((await collect(stream2)).content, 'Tool said: rainy');
   });
 
   test('SDK stream helper reassembles the tool call itself', async () => {
@@ -207,61 +159,35 @@ test('models.list()', async () => {
 
 describe('errors map to the SDK error classes', () => {
   test('bad key → AuthenticationError', async () => {
-    const bad = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'sk-not-the-key', maxRetries: 0 });
-    await assert.rejects(bad.chat.completions.create({ model: 'gpt-test', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.AuthenticationError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 401);
-      return true;
-    });
+    const bad = openAIClient(s.url, 'sk-not-the-key');
+    await assertSdkError(bad.chat.completions.create({ model: 'gpt-test', messages: MSGS }), OpenAI.AuthenticationError, { status: 401 });
   });
 
   test('unknown model → NotFoundError', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.NotFoundError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.code, 'model_not_found');
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'no-such-model', messages: MSGS }), OpenAI.NotFoundError, { code: 'model_not_found' });
   });
 
   test('upstream 400 → BadRequestError with the upstream code', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gpt-fail400', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.BadRequestError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.code, 'context_length_exceeded');
-      assert.equal(e.param, 'messages');
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'gpt-fail400', messages: MSGS }), OpenAI.BadRequestError, {
+      code: 'context_length_exceeded',
+      param: 'messages',
     });
   });
 
   test('upstream 429 → RateLimitError with retry-after', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gpt-fail429', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.RateLimitError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.headers.get('retry-after'), '7');
-      assert.equal(e.error.message, ERROR_BODIES.fail429.error.message);
-      return true;
+    await assertSdkError(client.chat.completions.create({ model: 'gpt-fail429', messages: MSGS }), OpenAI.RateLimitError, {
+      headers: { 'retry-after': '7' },
+      'error.message': ERROR_BODIES.fail429.error.message,
     });
   });
 
   test('upstream 500 → InternalServerError', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'gpt-fail500', messages: MSGS }), (e) => {
-      assert.ok(e instanceof OpenAI.InternalServerError, `${e.constructor.name}: ${e.message}`);
-      assert.equal(e.status, 500);
-      return true;
-    });
+    await assertSdkError(client.chat.completions.create({ model: 'gpt-fail500', messages: MSGS }), OpenAI.InternalServerError, { status: 500 });
   });
 
   test('mid-stream error event → the SDK throws while iterating', async () => {
     const stream = await client.chat.completions.create({ model: 'gpt-midstream-error', messages: MSGS, stream: true });
-    let text = '';
-    await assert.rejects(
-      (async () => {
-        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content || '';
-      })(),
-      (e) => {
-        assert.ok(e instanceof OpenAI.APIError, `${e.constructor.name}: ${e.message}`);
-        return true;
-      },
-    );
-    assert.equal(text, 'Partial');
+    assert.equal(await assertStreamFails(stream), 'Partial');
   });
 });
 

@@ -29,8 +29,7 @@
 // Library use: const fake = await startFakeAnthropic();  fake.url (base WITHOUT /v1),
 // fake.stats.last (latest request: headers, body), await fake.close().
 
-import http from 'node:http';
-import { pathToFileURL } from 'node:url';
+import { isMain, parseJson, startFakeServer } from './common.mjs';
 
 export const FAKE_ANTHROPIC_KEY = 'fake-key';
 export const CLAUDE_REPLY = 'Hello from fake Claude.';
@@ -218,25 +217,6 @@ function streamEvents(body, p) {
 
 export async function startFakeAnthropic({ port = 0, host = '127.0.0.1' } = {}) {
   const stats = { count: 0, last: null, requests: [] };
-  const sockets = new Set();
-  const server = http.createServer();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.unref();
-    s.on('close', () => sockets.delete(s));
-  });
-  server.on('request', (req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      try {
-        handle(req, res, Buffer.concat(chunks));
-      } catch (e) {
-        console.error('fake anthropic handler error:', e);
-        res.destroy();
-      }
-    });
-  });
 
   function json(res, status, obj, headers = {}) {
     const text = JSON.stringify(obj);
@@ -245,12 +225,7 @@ export async function startFakeAnthropic({ port = 0, host = '127.0.0.1' } = {}) 
   }
 
   function handle(req, res, raw) {
-    let body = null;
-    try {
-      body = raw.length ? JSON.parse(raw.toString('utf8')) : null;
-    } catch {
-      body = null;
-    }
+    const body = parseJson(raw);
     const rec = { method: req.method, path: req.url, headers: { ...req.headers }, body };
     stats.count++;
     stats.last = rec;
@@ -288,21 +263,11 @@ export async function startFakeAnthropic({ port = 0, host = '127.0.0.1' } = {}) 
     res.end(bytes.subarray(2 * third + 1));
   }
 
-  await new Promise((resolve) => server.listen(port, host, resolve));
-  const actual = server.address().port;
-  return {
-    url: `http://${host}:${actual}`,
-    port: actual,
-    stats,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(() => r()));
-    },
-  };
+  const srv = await startFakeServer({ port, host, unref: true, name: 'fake anthropic', onRequest: handle });
+  return { url: srv.url, port: srv.port, stats, close: srv.close };
 }
 
-const isMain = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
-if (isMain) {
+if (isMain(import.meta.url)) {
   const fake = await startFakeAnthropic({ port: Number(process.argv[2] || 0) });
   console.log(`fake Anthropic upstream on ${fake.url} (x-api-key: ${FAKE_ANTHROPIC_KEY})`);
 }

@@ -23,7 +23,7 @@
 //
 // Library use:  const fake = await startFakeAzure();  … fake.requests …  await fake.close();
 
-import http from 'node:http';
+import { sleep, isMain, floatsToBase64, stringContentTokens, parseJson, startFakeServer } from './common.mjs';
 
 export const AZURE_FAKE_KEY = 'azure-fake-key';
 export const AZURE_REPLY_PIECES = ['Hello', ' from', ' fake', ' Azure.'];
@@ -33,16 +33,12 @@ export const AZURE_TOOL_CALL_ID = 'call_AzF4k3';
 export const AZURE_EMBED_DIMS = 8;
 export const AZURE_MIDSTREAM_ERROR = 'The server had an error processing your request.';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const SAFE = { filtered: false, severity: 'safe' };
 const CFR = { hate: SAFE, self_harm: SAFE, sexual: SAFE, violence: SAFE };
 const PROMPT_FILTER = [{ prompt_index: 0, content_filter_results: { ...CFR, jailbreak: { filtered: false, detected: false } } }];
 
-export function promptTokens(messages) {
-  let chars = 0;
-  for (const m of messages || []) if (typeof m.content === 'string') chars += m.content.length;
-  return Math.ceil(chars / 4);
-}
+/** Prompt tokens the fake reports: ceil(characters of string contents / 4). */
+export const promptTokens = stringContentTokens;
 
 /** 8 values exactly representable as float32. */
 export function azureEmbedding(text) {
@@ -54,12 +50,6 @@ export function azureEmbedding(text) {
     v.push(((h & 0xffff) - 32768) / 32768);
   }
   return v;
-}
-
-function floatsToBase64(vec) {
-  const buf = Buffer.alloc(vec.length * 4);
-  vec.forEach((x, i) => buf.writeFloatLE(x, i * 4));
-  return buf.toString('base64');
 }
 
 function azureError(code, message, extra = {}) {
@@ -134,7 +124,6 @@ function streamEvents(body, p) {
 
 export async function startFakeAzure({ port = 0, host = '127.0.0.1' } = {}) {
   const requests = [];
-  const sockets = new Set();
 
   async function chat(r, body, res, send) {
     if (!r.v1 && r.apiVersion < '2024-09-01' && 'stream_options' in body)
@@ -182,52 +171,30 @@ export async function startFakeAzure({ port = 0, host = '127.0.0.1' } = {}) {
     });
   }
 
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let body = null;
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        /* answered below */
-      }
-      const r = route(req.url);
-      const rec = { method: req.method, path: req.url, headers: { ...req.headers }, body, raw, route: r };
-      requests.push(rec);
-      const send = (status, obj, headers = {}) => {
-        rec.status = status;
-        res.writeHead(status, { 'content-type': 'application/json', ...headers });
-        res.end(JSON.stringify(obj));
-      };
-      if (req.headers['api-key'] !== AZURE_FAKE_KEY)
-        return send(401, azureError('401', 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.'));
-      if (!r || req.method !== 'POST') return send(404, azureError('404', 'Resource not found'));
-      if (!r.v1 && !r.apiVersion) return send(404, azureError('404', 'Resource not found'));
-      if (body === null || typeof body !== 'object') return send(400, { error: { message: "We could not parse the JSON body of your request.", type: 'invalid_request_error', param: null, code: null } });
-      const work = r.op === 'embeddings' ? embeddings(r, body, send) : chat(r, body, res, send);
-      Promise.resolve(work).catch(() => res.destroy());
-    });
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise((r) => server.listen(port, host, r));
-  const addr = server.address();
-  return {
-    url: `http://${host}:${addr.port}`,
-    requests,
-    last: () => requests[requests.length - 1],
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
+  function onRequest(req, res, bytes) {
+    const raw = bytes.toString('utf8');
+    const body = parseJson(bytes);
+    const r = route(req.url);
+    const rec = { method: req.method, path: req.url, headers: { ...req.headers }, body, raw, route: r };
+    requests.push(rec);
+    const send = (status, obj, headers = {}) => {
+      rec.status = status;
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
+      res.end(JSON.stringify(obj));
+    };
+    if (req.headers['api-key'] !== AZURE_FAKE_KEY)
+      return send(401, azureError('401', 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.'));
+    if (!r || req.method !== 'POST') return send(404, azureError('404', 'Resource not found'));
+    if (!r.v1 && !r.apiVersion) return send(404, azureError('404', 'Resource not found'));
+    if (body === null || typeof body !== 'object') return send(400, { error: { message: "We could not parse the JSON body of your request.", type: 'invalid_request_error', param: null, code: null } });
+    return r.op === 'embeddings' ? embeddings(r, body, send) : chat(r, body, res, send);
+  }
+
+  const srv = await startFakeServer({ port, host, name: 'fake azure', onRequest });
+  return { url: srv.url, requests, last: () => requests[requests.length - 1], close: srv.close };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMain(import.meta.url)) {
   const i = process.argv.indexOf('--port');
   const fake = await startFakeAzure({ port: i > 0 ? Number(process.argv[i + 1]) : 8910 });
   console.log(`fake Azure OpenAI on ${fake.url}`);

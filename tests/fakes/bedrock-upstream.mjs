@@ -36,8 +36,7 @@
 // fake.stats.last (latest request: path, headers, body), await fake.close().
 
 import crypto from 'node:crypto';
-import http from 'node:http';
-import { pathToFileURL } from 'node:url';
+import { isMain, parseJson, startFakeServer } from './common.mjs';
 
 export const FAKE_AWS_CREDS = {
   accessKeyId: 'AKIDFAKEBEDROCK',
@@ -306,13 +305,6 @@ export function fakeBedrockEmbedding(text) {
 
 export async function startFakeBedrock({ port = 0, host = '127.0.0.1' } = {}) {
   const stats = { count: 0, last: null, requests: [] };
-  const sockets = new Set();
-  const server = http.createServer();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.unref();
-    s.on('close', () => sockets.delete(s));
-  });
 
   function fail(res, type, status, message, extra = {}) {
     res.writeHead(status, {
@@ -326,12 +318,7 @@ export async function startFakeBedrock({ port = 0, host = '127.0.0.1' } = {}) {
   async function handle(req, res, raw) {
     const rawPath = req.url.split('?')[0];
     const m = /^\/model\/([^/]+)\/(converse|converse-stream|invoke)$/.exec(rawPath);
-    let body = null;
-    try {
-      body = raw.length ? JSON.parse(raw.toString('utf8')) : null;
-    } catch {
-      /* validated below */
-    }
+    const body = parseJson(raw); // null when not JSON: validated below
     const rec = { method: req.method, path: rawPath, headers: { ...req.headers }, body, raw };
     stats.count++;
     stats.last = rec;
@@ -382,32 +369,11 @@ export async function startFakeBedrock({ port = 0, host = '127.0.0.1' } = {}) {
     return fail(res, 'ValidationException', 400, `The provided model identifier is invalid: ${model}`);
   }
 
-  server.on('request', (req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      handle(req, res, Buffer.concat(chunks)).catch((err) => {
-        console.error('fake bedrock handler error:', err);
-        if (!res.headersSent) res.writeHead(599);
-        res.destroy();
-      });
-    });
-  });
-
-  await new Promise((resolve) => server.listen(port, host, resolve));
-  const addr = server.address();
-  return {
-    url: `http://${host}:${addr.port}`,
-    port: addr.port,
-    stats,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
+  const srv = await startFakeServer({ port, host, unref: true, name: 'fake bedrock', onRequest: handle });
+  return { url: srv.url, port: srv.port, stats, close: srv.close };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] || '').href) {
+if (isMain(import.meta.url)) {
   const i = process.argv.indexOf('--port');
   const fake = await startFakeBedrock({ port: i > 0 ? Number(process.argv[i + 1]) : 8903 });
   console.log(`fake Bedrock listening on ${fake.url}`);

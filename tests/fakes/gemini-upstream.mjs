@@ -27,7 +27,7 @@
 //
 // Library use:  const fake = await startFakeGemini();  … fake.requests …  await fake.close();
 
-import http from 'node:http';
+import { parseJson, startFakeServer } from './common.mjs';
 
 export const FAKE_GEMINI_KEY = 'fake-gemini-key';
 export const GEMINI_REPLY = 'Hello from fake Gemini.';
@@ -221,41 +221,12 @@ async function handle(req, res, rec) {
 /** Starts the fake on 127.0.0.1. Returns { url, port, requests, last(), close() }. */
 export async function startFakeGemini({ port = 0 } = {}) {
   const requests = [];
-  const sockets = new Set();
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      const rec = { path: req.url, headers: { ...req.headers }, raw, body: null, status: null, selfDestroyed: false };
-      try {
-        rec.body = JSON.parse(raw);
-      } catch {
-        /* handled as INVALID_ARGUMENT */
-      }
-      requests.push(rec);
-      handle(req, res, rec).catch((err) => {
-        console.error('fake gemini handler error:', err);
-        res.destroy();
-      });
-    });
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.unref();
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  const actual = server.address().port;
-  return {
-    url: `http://127.0.0.1:${actual}`,
-    port: actual,
-    requests,
-    last: () => requests[requests.length - 1],
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  function onRequest(req, res, bytes) {
+    // a body that is not JSON stays null: handled as INVALID_ARGUMENT
+    const rec = { path: req.url, headers: { ...req.headers }, raw: bytes.toString('utf8'), body: parseJson(bytes), status: null, selfDestroyed: false };
+    requests.push(rec);
+    return handle(req, res, rec);
+  }
+  const srv = await startFakeServer({ port, unref: true, name: 'fake gemini', onRequest });
+  return { url: srv.url, port: srv.port, requests, last: () => requests[requests.length - 1], close: srv.close };
 }

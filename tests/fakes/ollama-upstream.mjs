@@ -24,7 +24,7 @@
 //
 // Library use:  const fake = await startFakeOllama();  … fake.requests …  await fake.close();
 
-import http from 'node:http';
+import { sleep, isMain, stringContentTokens, parseJson, startFakeServer } from './common.mjs';
 
 export const OLLAMA_REPLY_PIECES = ['Hello', ' from', ' fake', ' Ollama.'];
 export const OLLAMA_REPLY = OLLAMA_REPLY_PIECES.join('');
@@ -32,13 +32,8 @@ export const OLLAMA_TOOL_ARGS = { city: 'Paris' };
 export const OLLAMA_EMBED_DIMS = 8;
 export const OLLAMA_MIDSTREAM_ERROR = 'an error was encountered while running the model: unexpected EOF';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-export function promptEvalCount(messages) {
-  let chars = 0;
-  for (const m of messages || []) if (typeof m.content === 'string') chars += m.content.length;
-  return Math.ceil(chars / 4);
-}
+/** Prompt tokens the fake reports: ceil(characters of string contents / 4). */
+export const promptEvalCount = stringContentTokens;
 
 /** 8 values exactly representable as float32, so float and base64 answers agree. */
 export function ollamaEmbedding(text) {
@@ -113,7 +108,6 @@ function planChat(body) {
 
 export async function startFakeOllama({ port = 0, host = '127.0.0.1' } = {}) {
   const requests = [];
-  const sockets = new Set();
 
   async function writeLines(res, lines) {
     for (const l of lines) {
@@ -169,48 +163,26 @@ export async function startFakeOllama({ port = 0, host = '127.0.0.1' } = {}) {
     });
   }
 
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const raw = Buffer.concat(chunks).toString('utf8');
-      let body = null;
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        /* answered below */
-      }
-      const rec = { method: req.method, path: req.url, headers: { ...req.headers }, body, raw };
-      requests.push(rec);
-      const send = (status, obj) => {
-        rec.status = status;
-        res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-        res.end(JSON.stringify(obj));
-      };
-      if (req.method !== 'POST') return send(405, { error: 'method not allowed' });
-      if (body === null || typeof body !== 'object') return send(400, { error: 'invalid character looking for beginning of value' });
-      const work = req.url === '/api/chat' ? chat(body, res, send) : req.url === '/api/embed' ? embed(body, send) : send(404, { error: '404 page not found' });
-      Promise.resolve(work).catch(() => res.destroy());
-    });
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise((r) => server.listen(port, host, r));
-  const addr = server.address();
-  return {
-    url: `http://${host}:${addr.port}`,
-    requests,
-    last: (path) => [...requests].reverse().find((r) => r.path === path),
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
+  function onRequest(req, res, bytes) {
+    const raw = bytes.toString('utf8');
+    const body = parseJson(bytes);
+    const rec = { method: req.method, path: req.url, headers: { ...req.headers }, body, raw };
+    requests.push(rec);
+    const send = (status, obj) => {
+      rec.status = status;
+      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+      res.end(JSON.stringify(obj));
+    };
+    if (req.method !== 'POST') return send(405, { error: 'method not allowed' });
+    if (body === null || typeof body !== 'object') return send(400, { error: 'invalid character looking for beginning of value' });
+    return req.url === '/api/chat' ? chat(body, res, send) : req.url === '/api/embed' ? embed(body, send) : send(404, { error: '404 page not found' });
+  }
+
+  const srv = await startFakeServer({ port, host, name: 'fake ollama', onRequest });
+  return { url: srv.url, requests, last: (path) => [...requests].reverse().find((r) => r.path === path), close: srv.close };
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isMain(import.meta.url)) {
   const i = process.argv.indexOf('--port');
   const fake = await startFakeOllama({ port: i > 0 ? Number(process.argv[i + 1]) : 11434 });
   console.log(`fake Ollama on ${fake.url}`);

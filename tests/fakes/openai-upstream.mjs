@@ -33,7 +33,9 @@
 
 import http from 'node:http';
 import { EventEmitter } from 'node:events';
-import { pathToFileURL } from 'node:url';
+import { sleep, isMain, floatsToBase64 } from './common.mjs';
+
+export { floatsToBase64 };
 
 export const FAKE_API_KEY = 'fake-key';
 export const FAKE_REPLY = 'Hello from fake upstream.';
@@ -154,13 +156,6 @@ export function fakeEmbedding(item) {
   return v;
 }
 
-/** float32 little-endian bytes of a vector, base64 — OpenAI's `encoding_format: "base64"`. */
-export function floatsToBase64(vec) {
-  const buf = Buffer.alloc(vec.length * 4);
-  vec.forEach((x, i) => buf.writeFloatLE(x, i * 4));
-  return buf.toString('base64');
-}
-
 export function base64ToFloats(b64) {
   const buf = Buffer.from(b64, 'base64');
   const out = [];
@@ -187,8 +182,6 @@ function embeddingTokens(items) {
 function sse(obj) {
   return `data: ${typeof obj === 'string' ? obj : JSON.stringify(obj)}\n\n`;
 }
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -639,8 +632,7 @@ export async function startFakeOpenAI({ port = 0, host = '127.0.0.1', unref = tr
 // ---------------------------------------------------------------------------------------------
 // Standalone: node tests/fakes/openai-upstream.mjs [--port N] [--host H]
 
-const isMain = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
-if (isMain) {
+if (isMain(import.meta.url)) {
   const args = process.argv.slice(2);
   let port = 0;
   let host = '127.0.0.1';

@@ -10,25 +10,13 @@
  *   3. chunks the adapter rewrote (raw NULL) are valid JSON objects.
  */
 #include <jansson.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "adapters/adapter.h"
+#include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t log;
+    fz_result_t base;
     size_t n_events;
-    int rc;
-    int truncated;
-    ad_usage_t usage;
 } result_t;
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static void check_client_chunk(const ad_event_t *ev)
 {
@@ -49,54 +37,31 @@ static int on_event(void *ud, const ad_event_t *ev)
     result_t *r = ud;
     if (ev->type == AD_EV_CHUNK && !ev->hidden)
         check_client_chunk(ev);
-    check(ad_buf_appendf(&r->log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
-    check(ev->data == NULL || ad_buf_append(&r->log, ev->data, ev->len) == 0);
-    check(ad_buf_appendf(&r->log, "\n%d:", ev->raw != NULL) == 0);
-    check(ev->raw == NULL || ad_buf_append(&r->log, ev->raw, ev->raw_len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
+    check(ev->data == NULL || ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
+    check(ad_buf_appendf(&r->base.log, "\n%d:", ev->raw != NULL) == 0);
+    check(ev->raw == NULL || ad_buf_append(&r->base.log, ev->raw, ev->raw_len) == 0);
     r->n_events++;
     return 0;
 }
 
-static void run(const char *p, size_t n, size_t cut, int wants_usage, result_t *out)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
-    ad_request_t req;
-    memset(&req, 0, sizeof(req));
-    req.op = AD_OP_CHAT;
-    req.stream = 1;
-    req.include_usage = wants_usage;
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    memset(out, 0, sizeof(*out));
-    ad_buf_init(&out->log, (size_t)1 << 30);
-    st.req = &req;
-    ad_azure.stream_init(&st, &req);
-    st.emit = on_event;
-    st.emit_ud = out;
-    out->rc = ad_azure.stream_feed(&st, p, cut);
-    int rc2 = out->rc == 0 ? ad_azure.stream_feed(&st, p + cut, n - cut) : out->rc;
-    out->rc = out->rc == 0 ? rc2 : out->rc;
-    out->truncated = ad_azure.stream_finish(&st);
-    out->usage = st.usage;
-    ad_stream_free(&st);
+    result_t *r = result;
+    memset(r, 0, sizeof(*r));
+    fz_run_chat(&ad_azure, in, cut, FZ_FINISH_AFTER_ERROR, on_event, r, &r->base.log, &r->base.out);
+}
+
+static void same_count(const fz_input_t *in, void *w, void *s)
+{
+    (void)in;
+    check(((const result_t *)w)->n_events == ((const result_t *)s)->n_events);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 3)
-        return 0;
-    const char *p = (const char *)data + 3;
-    size_t n = size - 3;
-    size_t cut = ((size_t)data[1] | (size_t)data[2] << 8) % (n + 1);
     result_t whole, split;
-    run(p, n, n, data[0] & 1, &whole);
-    run(p, n, cut, data[0] & 1, &split);
-    check(whole.rc == split.rc && whole.truncated == split.truncated && whole.n_events == split.n_events);
-    check(whole.log.len == split.log.len &&
-          (whole.log.len == 0 || memcmp(whole.log.data, split.log.data, whole.log.len) == 0));
-    check(memcmp(&whole.usage, &split.usage, sizeof(whole.usage)) == 0);
-    ad_buf_free(&whole.log);
-    ad_buf_free(&split.log);
-    return 0;
+    return fz_stream_target(data, size, run, same_count, &whole, &split);
 }

@@ -14,24 +14,14 @@
  *   2. every CHUNK and ERROR carries valid JSON, translating adapters never set raw;
  *   3. at most one DONE, nothing after DONE or ERROR.
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "adapters/adapter.h"
 #include "adapters/eventstream.h"
+#include "fuzz_kit.h"
 
 typedef struct result {
     ad_buf_t log;
-    int rc, truncated, ended;
-    ad_usage_t usage;
+    int ended;
+    fz_outcome_t out;
 } result_t;
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static int on_ev(void *ud, const ad_event_t *ev)
 {
@@ -47,7 +37,7 @@ static int on_ev(void *ud, const ad_event_t *ev)
     return 0;
 }
 
-static void run(const char *p, size_t n, size_t cut, int wants_usage, result_t *out)
+static void run(const char *p, size_t n, size_t cut, int wants_usage, result_t *r)
 {
     static const char with[] =
         "{\"model\":\"m\",\"messages\":[],\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
@@ -57,28 +47,9 @@ static void run(const char *p, size_t n, size_t cut, int wants_usage, result_t *
     check(ad_request_scan(AD_OP_CHAT, body, strlen(body), &req, NULL) == 0);
     req.now = 1704067200;
     req.request_id = "fuzz";
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    memset(out, 0, sizeof(*out));
-    ad_buf_init(&out->log, (size_t)1 << 30);
-    st.req = &req;
-    st.priv = calloc(1, ad_bedrock.state_size);
-    check(st.priv != NULL);
-    ad_bedrock.stream_init(&st, &req);
-    st.emit = on_ev;
-    st.emit_ud = out;
-    out->rc = ad_bedrock.stream_feed(&st, p, cut);
-    if (out->rc == 0)
-        out->rc = ad_bedrock.stream_feed(&st, p + cut, n - cut);
-    check(out->rc == 0 || out->rc == -1);
-    if (out->rc != 0)
-        check(ad_bedrock.stream_feed(&st, p, n) == -1); /* sticky */
-    else
-        out->truncated = ad_bedrock.stream_finish(&st);
-    out->usage = st.usage;
-    ad_bedrock.stream_free(&st);
-    ad_stream_free(&st);
-    free(st.priv);
+    memset(r, 0, sizeof(*r));
+    ad_buf_init(&r->log, (size_t)1 << 30);
+    fz_run_stream(&ad_bedrock, &req, p, n, cut, FZ_RC_ZERO_OR_MINUS1 | FZ_STICKY_RETRY, on_ev, r, &r->out);
 }
 
 /* Structured mode: records → valid frames. */
@@ -141,14 +112,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         check(ad_buf_append(&body, data + 3, size - 3) == 0);
     const char *p = body.data != NULL ? body.data : "";
-    size_t n = body.len, cut = ((size_t)data[1] | (size_t)data[2] << 8) % (n + 1);
+    size_t n = body.len, cut = fz_cut(data + 1, n);
     result_t whole, split;
     run(p, n, 0, wants_usage, &whole);
     run(p, n, cut, wants_usage, &split);
-    check(whole.rc == split.rc && whole.truncated == split.truncated);
-    check(memcmp(&whole.usage, &split.usage, sizeof(whole.usage)) == 0);
-    check(whole.log.len == split.log.len &&
-          (whole.log.len == 0 || memcmp(whole.log.data, split.log.data, whole.log.len) == 0));
+    fz_check_same(&whole.out, &split.out, &whole.log, &split.log);
     ad_buf_free(&whole.log);
     ad_buf_free(&split.log);
     ad_buf_free(&body);

@@ -9,24 +9,15 @@
  *      exactly the bytes of its frame, and ad_es_decode on those bytes alone agrees;
  *   3. pointers handed to the callback stay inside the frame (ASan checks every byte read).
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "adapters/buf.h"
 #include "adapters/eventstream.h"
+#include "fuzz_kit.h"
 
 typedef struct result {
     ad_buf_t log; /* a canonical rendering of every message */
     int failed;
     int pending;
 } result_t;
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static void log_header(ad_buf_t *log, const ad_es_header_t *h)
 {
@@ -92,18 +83,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const size_t ceilings[] = {16, 64, 1024, (size_t)1 << 20};
-    if (size < 3)
+    fz_input_t in;
+    if (!fz_input(data, size, &in))
         return 0;
-    size_t max = ceilings[data[0] & 3];
-    const unsigned char *p = data + 3;
-    size_t n = size - 3;
-    size_t cut = ((size_t)data[1] | (size_t)data[2] << 8) % (n + 1);
+    size_t max = ceilings[in.flags & 3];
+    const unsigned char *p = (const unsigned char *)in.p;
     result_t whole, split;
-    run(p, n, 0, max, &whole);
-    run(p, n, cut, max, &split);
+    run(p, in.n, 0, max, &whole);
+    run(p, in.n, in.cut, max, &split);
     check(whole.failed == split.failed && whole.pending == split.pending);
-    check(whole.log.len == split.log.len &&
-          (whole.log.len == 0 || memcmp(whole.log.data, split.log.data, whole.log.len) == 0));
+    fz_check_same_log(&whole.log, &split.log);
     ad_buf_free(&whole.log);
     ad_buf_free(&split.log);
     return 0;

@@ -9,17 +9,7 @@
  * whatever is produced is one valid JSON object; an error always gets OpenAI's shape and a
  * status between 400 and 599.
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "adapters/adapter.h"
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
+#include "fuzz_kit.h"
 
 static void valid_object(const ad_buf_t *b)
 {

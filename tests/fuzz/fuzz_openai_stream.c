@@ -10,26 +10,13 @@
  *   3. nothing but an ERROR event is flagged hidden unless it is a usage chunk the client did not
  *      ask for, and a client that asked for usage never has anything hidden.
  */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "adapters/adapter.h"
+#include "fuzz_kit.h"
 
 typedef struct result {
-    ad_buf_t log; /* per event: "<type><hidden>\n<len>:<data><rawlen>:<raw>" */
-    ad_buf_t raw; /* every event's raw bytes, concatenated */
-    int rc;
-    int truncated;
+    fz_result_t base; /* log: per event: "<type><hidden>\n<len>:<data><rawlen>:<raw>" */
+    ad_buf_t raw;     /* every event's raw bytes, concatenated */
     int wants_usage;
-    ad_usage_t usage;
 } result_t;
-
-static void check(int ok)
-{
-    if (!ok)
-        abort();
-}
 
 static int on_event(void *ud, const ad_event_t *ev)
 {
@@ -37,64 +24,40 @@ static int on_event(void *ud, const ad_event_t *ev)
     check(ev->raw != NULL); /* passthrough: every event carries the upstream's bytes */
     check(!(ev->hidden && r->wants_usage));
     check(!ev->hidden || ev->type == AD_EV_CHUNK);
-    check(ad_buf_appendf(&r->log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
-    check(ad_buf_append(&r->log, ev->data, ev->len) == 0);
-    check(ad_buf_appendf(&r->log, "%zu:", ev->raw_len) == 0);
-    check(ad_buf_append(&r->log, ev->raw, ev->raw_len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%d%d\n%zu:", (int)ev->type, ev->hidden, ev->len) == 0);
+    check(ad_buf_append(&r->base.log, ev->data, ev->len) == 0);
+    check(ad_buf_appendf(&r->base.log, "%zu:", ev->raw_len) == 0);
+    check(ad_buf_append(&r->base.log, ev->raw, ev->raw_len) == 0);
     check(ad_buf_append(&r->raw, ev->raw, ev->raw_len) == 0);
     return 0;
 }
 
-static void run(const char *p, size_t n, size_t cut, int wants_usage, result_t *out)
+static void run(const fz_input_t *in, size_t cut, void *result)
 {
-    ad_request_t req;
-    memset(&req, 0, sizeof(req));
-    req.op = AD_OP_CHAT;
-    req.stream = 1;
-    req.include_usage = wants_usage;
-    ad_stream_t st;
-    memset(&st, 0, sizeof(st));
-    memset(out, 0, sizeof(*out));
-    out->wants_usage = wants_usage;
-    ad_buf_init(&out->log, (size_t)1 << 30);
-    ad_buf_init(&out->raw, (size_t)1 << 30);
-    st.req = &req;
-    ad_openai.stream_init(&st, &req);
-    st.emit = on_event;
-    st.emit_ud = out;
-    out->rc = ad_openai.stream_feed(&st, p, cut);
-    int rc2 = ad_openai.stream_feed(&st, p + cut, n - cut);
-    check(out->rc == 0 || rc2 == out->rc); /* once failed, it stays failed */
-    if (out->rc == 0)
-        out->rc = rc2;
-    out->truncated = ad_openai.stream_finish(&st);
-    out->usage = st.usage;
-    ad_stream_free(&st);
+    result_t *r = result;
+    memset(r, 0, sizeof(*r));
+    r->wants_usage = in->flags & 1;
+    ad_buf_init(&r->raw, (size_t)1 << 30);
+    fz_run_chat(&ad_openai, in, cut, FZ_FEED_AFTER_ERROR | FZ_FINISH_AFTER_ERROR, on_event, r, &r->base.log,
+                &r->base.out);
+}
+
+/* Property 2, and the raw logs freed. */
+static void more(const fz_input_t *in, void *w, void *s)
+{
+    result_t *whole = w, *split = s;
+    int bom = in->n >= 3 && memcmp(in->p, "\xEF\xBB\xBF", 3) == 0;
+    if (!bom && whole->base.out.rc == 0)
+        check(whole->raw.len <= in->n &&
+              (whole->raw.len == 0 || memcmp(whole->raw.data, in->p, whole->raw.len) == 0));
+    ad_buf_free(&whole->raw);
+    ad_buf_free(&split->raw);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 3)
-        return 0;
-    const char *p = (const char *)data + 3;
-    size_t n = size - 3;
-    size_t cut = ((size_t)data[1] | (size_t)data[2] << 8) % (n + 1);
-    int wants_usage = data[0] & 1;
     result_t whole, split;
-    run(p, n, n, wants_usage, &whole);
-    run(p, n, cut, wants_usage, &split);
-    check(whole.rc == split.rc && whole.truncated == split.truncated);
-    check(whole.log.len == split.log.len &&
-          (whole.log.len == 0 || memcmp(whole.log.data, split.log.data, whole.log.len) == 0));
-    check(memcmp(&whole.usage, &split.usage, sizeof(whole.usage)) == 0);
-    int bom = n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0;
-    if (!bom && whole.rc == 0)
-        check(whole.raw.len <= n && (whole.raw.len == 0 || memcmp(whole.raw.data, p, whole.raw.len) == 0));
-    ad_buf_free(&whole.log);
-    ad_buf_free(&split.log);
-    ad_buf_free(&whole.raw);
-    ad_buf_free(&split.raw);
-    return 0;
+    return fz_stream_target(data, size, run, more, &whole, &split);
 }

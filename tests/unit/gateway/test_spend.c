@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db_env.h"
 #include "gateway/spend.h"
 #include "gateway/spend_api.h"
 #include "gateway/store.h"
@@ -34,54 +35,18 @@
 
 /* ---- environment ---------------------------------------------------------------------------- */
 
+/* A fresh database and data dir (db_env.h), opened and migrated. */
 typedef struct env {
-    gw_store_kind_t kind;
-    char dir[256]; /* data dir: SQLite file and the journal */
-    char url[1024];
-    char dbname[64];
-    char admin[1024];
+    db_env_t db;
     gw_store_t *store;
 } env_t;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void admin_sql(const char *url, const char *sql)
-{
-    PGconn *c = PQconnectdb(url);
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    PQfinish(c);
-}
-
 static void env_setup(env_t *e, gw_store_kind_t kind)
 {
-    static unsigned counter;
-    memset(e, 0, sizeof(*e));
-    e->kind = kind;
-    snprintf(e->dir, sizeof(e->dir), "%s/tg-spend.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    cr_assert_not_null(mkdtemp(e->dir));
-    if (kind == GW_STORE_POSTGRES) {
-        const char *base = getenv("TEST_DATABASE_URL");
-        if (base == NULL || *base == '\0') {
-            nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-            cr_skip_test("TEST_DATABASE_URL is not set (make test sets it)");
-        }
-        snprintf(e->admin, sizeof(e->admin), "%s", base);
-        snprintf(e->dbname, sizeof(e->dbname), "tg_spend_%d_%u", (int)getpid(), counter++);
-        const char *slash = strrchr(base, '/'), *query = strchr(slash, '?');
-        snprintf(e->url, sizeof(e->url), "%.*s/%s%s", (int)(slash - base), base, e->dbname,
-                 query ? query : "");
-        char sql[256];
-        snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", e->dbname);
-        admin_sql(e->admin, sql);
-    }
+    e->store = NULL;
+    db_env_setup(&e->db, kind, "spend", 1);
     char err[512] = "";
-    e->store = gw_store_open_url(kind == GW_STORE_POSTGRES ? e->url : NULL, e->dir, err, sizeof(err));
+    e->store = gw_store_open_url(kind == GW_STORE_POSTGRES ? e->db.url : NULL, e->db.dir, err, sizeof(err));
     cr_assert_not_null(e->store, "open: %s", err);
     cr_assert_eq(gw_store_migrate(e->store, NULL, err, sizeof(err)), GW_STORE_OK, "migrate: %s", err);
 }
@@ -89,38 +54,21 @@ static void env_setup(env_t *e, gw_store_kind_t kind)
 static void env_teardown(env_t *e)
 {
     gw_store_close(e->store);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    if (e->kind == GW_STORE_POSTGRES && e->dbname[0]) {
-        char sql[256];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", e->dbname);
-        admin_sql(e->admin, sql);
-    }
-}
-
-typedef struct sql_job {
-    const char *sql;
-    json_t *rows;
-    int query;
-} sql_job_t;
-
-static int run_sql(gw_store_conn_t *c, void *ud)
-{
-    sql_job_t *j = ud;
-    return j->query ? gw_store_query(c, j->sql, NULL, 0, &j->rows) : gw_store_exec(c, j->sql, NULL, 0, NULL);
+    db_env_teardown(&e->db);
 }
 
 static void exec_sql(env_t *e, const char *sql)
 {
-    sql_job_t j = {.sql = sql};
+    db_sql_t j = {.sql = sql};
     char err[512] = "";
-    cr_assert_eq(gw_store_run(e->store, run_sql, &j, err, sizeof(err)), GW_STORE_OK, "%s: %s", sql, err);
+    cr_assert_eq(gw_store_run(e->store, db_run_sql, &j, err, sizeof(err)), GW_STORE_OK, "%s: %s", sql, err);
 }
 
 static json_t *query(env_t *e, const char *sql)
 {
-    sql_job_t j = {.sql = sql, .query = 1};
+    db_sql_t j = {.sql = sql, .query = 1};
     char err[512] = "";
-    cr_assert_eq(gw_store_run(e->store, run_sql, &j, err, sizeof(err)), GW_STORE_OK, "%s: %s", sql, err);
+    cr_assert_eq(gw_store_run(e->store, db_run_sql, &j, err, sizeof(err)), GW_STORE_OK, "%s: %s", sql, err);
     return j.rows;
 }
 
@@ -157,7 +105,7 @@ static gw_spend_t *spend_open(env_t *e)
                                .retry_min_ms = 20,
                                .retry_max_ms = 100};
     char err[512] = "";
-    gw_spend_t *sp = gw_spend_open(e->dir, e->store, &set, err, sizeof(err));
+    gw_spend_t *sp = gw_spend_open(e->db.dir, e->store, &set, err, sizeof(err));
     cr_assert_not_null(sp, "%s", err);
     return sp;
 }
@@ -313,7 +261,7 @@ static void case_torn_and_corrupt(env_t *e)
 {
     seed_owners(e);
     char path[512], line[GW_SPEND_MAX_LINE], id[32];
-    snprintf(path, sizeof(path), "%s/spend-test.3.journal", e->dir);
+    snprintf(path, sizeof(path), "%s/spend-test.3.journal", e->db.dir);
     write_file(path, "", 0, 0);
     for (int i = 0; i < 10; i++) {
         gw_spend_rec_t r = rec_n(i, id, sizeof(id));
@@ -353,7 +301,7 @@ static void case_replay_idempotent(env_t *e)
 
     /* a crash after the commit, before the checkpoint: the checkpoint is lost */
     char ck[512];
-    snprintf(ck, sizeof(ck), "%s/spend-test.checkpoint", e->dir);
+    snprintf(ck, sizeof(ck), "%s/spend-test.checkpoint", e->db.dir);
     cr_assert_eq(unlink(ck), 0);
     sp = spend_open(e);
     cr_assert_eq(gw_spend_wait_drained(sp, 30000), 0);
@@ -401,7 +349,7 @@ static void case_close_undrained_then_restart(env_t *e)
                                .close_drain_ms = 200};
     char err[512] = "";
     exec_sql(e, "ALTER TABLE spend_logs RENAME TO spend_logs_away");
-    gw_spend_t *sp = gw_spend_open(e->dir, e->store, &set, err, sizeof(err));
+    gw_spend_t *sp = gw_spend_open(e->db.dir, e->store, &set, err, sizeof(err));
     cr_assert_not_null(sp, "%s", err);
     record_range(sp, 0, 30);
     gw_spend_close(sp); /* gives up after 200 ms */
@@ -545,9 +493,9 @@ static void case_rotation_and_lock(env_t *e)
                                .rotate_bytes = 2000,
                                .batch_max = 7};
     char err[512] = "";
-    gw_spend_t *sp = gw_spend_open(e->dir, e->store, &set, err, sizeof(err));
+    gw_spend_t *sp = gw_spend_open(e->db.dir, e->store, &set, err, sizeof(err));
     cr_assert_not_null(sp, "%s", err);
-    cr_assert_null(gw_spend_open(e->dir, e->store, &set, err, sizeof(err)), "a second opener got in");
+    cr_assert_null(gw_spend_open(e->db.dir, e->store, &set, err, sizeof(err)), "a second opener got in");
     cr_assert(strstr(err, "in use") != NULL, "%s", err);
     for (int round = 0; round < 10; round++) {
         record_range(sp, round * 10, round * 10 + 10);
@@ -558,7 +506,7 @@ static void case_rotation_and_lock(env_t *e)
     int files = 0;
     char path[512];
     for (int s = 0; s < 200; s++) {
-        snprintf(path, sizeof(path), "%s/spend-test.%d.journal", e->dir, s);
+        snprintf(path, sizeof(path), "%s/spend-test.%d.journal", e->db.dir, s);
         files += access(path, F_OK) == 0;
     }
     cr_assert_leq(files, 2, "%d journal files left", files);

@@ -26,68 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db_env.h"
 #include "gateway/store.h"
 
-/* ---- environments: one database per test ---------------------------------------------------- */
+/* ---- environments: one database per test (db_env.h) ---------------------------------------- */
 
-typedef struct env {
-    gw_store_kind_t kind;
-    char dir[256];  /* SQLite: the data dir */
-    char url[1024]; /* PostgreSQL: URL of the test's own database */
-    char dbname[64];
-    char admin[1024]; /* PostgreSQL: TEST_DATABASE_URL, for CREATE/DROP DATABASE */
-} env_t;
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void admin_sql(const char *url, const char *sql)
-{
-    PGconn *c = PQconnectdb(url);
-    cr_assert_eq(PQstatus(c), CONNECTION_OK, "admin connection: %s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s: %s", sql, PQresultErrorMessage(r));
-    PQclear(r);
-    PQfinish(c);
-}
-
-/* Prepares a fresh database of the given kind; skips the test when PostgreSQL is not available. */
-static void env_setup(env_t *e, gw_store_kind_t kind)
-{
-    static unsigned counter;
-    memset(e, 0, sizeof(*e));
-    e->kind = kind;
-    if (kind == GW_STORE_SQLITE) {
-        snprintf(e->dir, sizeof(e->dir), "%s/tg-store.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-        cr_assert_not_null(mkdtemp(e->dir));
-        return;
-    }
-    const char *base = getenv("TEST_DATABASE_URL");
-    if (base == NULL || *base == '\0')
-        cr_skip_test("TEST_DATABASE_URL is not set (make test sets it)");
-    snprintf(e->admin, sizeof(e->admin), "%s", base);
-    snprintf(e->dbname, sizeof(e->dbname), "tg_store_%d_%u", (int)getpid(), counter++);
-    const char *slash = strrchr(base, '/'), *query = strchr(slash, '?');
-    snprintf(e->url, sizeof(e->url), "%.*s/%s%s", (int)(slash - base), base, e->dbname, query ? query : "");
-    char sql[256];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", e->dbname);
-    admin_sql(e->admin, sql);
-}
-
-static void env_teardown(env_t *e)
-{
-    if (e->kind == GW_STORE_SQLITE && e->dir[0]) {
-        nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    } else if (e->kind == GW_STORE_POSTGRES && e->dbname[0]) {
-        char sql[256];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", e->dbname);
-        admin_sql(e->admin, sql);
-    }
-}
-
-static gw_store_t *env_open(env_t *e)
+static gw_store_t *env_open(db_env_t *e)
 {
     char err[512] = "";
     gw_store_t *s = gw_store_open_url(e->kind == GW_STORE_POSTGRES ? e->url : NULL, e->dir, err, sizeof(err));
@@ -96,7 +40,7 @@ static gw_store_t *env_open(env_t *e)
     return s;
 }
 
-static gw_store_t *env_open_migrated(env_t *e)
+static gw_store_t *env_open_migrated(db_env_t *e)
 {
     gw_store_t *s = env_open(e);
     char err[512] = "";
@@ -105,28 +49,12 @@ static gw_store_t *env_open_migrated(env_t *e)
     return s;
 }
 
-/* Runs one SQL statement as a job and returns its rows (or NULL for exec); asserts success. */
-typedef struct sql_job {
-    const char *sql;
-    const gw_store_param_t *p;
-    size_t n;
-    int query;
-    json_t *rows;
-    int64_t changes;
-} sql_job_t;
-
-static int run_sql(gw_store_conn_t *c, void *ud)
-{
-    sql_job_t *j = ud;
-    return j->query ? gw_store_query(c, j->sql, j->p, j->n, &j->rows)
-                    : gw_store_exec(c, j->sql, j->p, j->n, &j->changes);
-}
-
+/* One SQL statement as a store job (db_sql_t, db_run_sql); asserts success. */
 static json_t *query(gw_store_t *s, const char *sql, const gw_store_param_t *p, size_t n)
 {
-    sql_job_t j = {.sql = sql, .p = p, .n = n, .query = 1};
+    db_sql_t j = {.sql = sql, .p = p, .n = n, .query = 1};
     char err[512] = "";
-    int st = gw_store_run(s, run_sql, &j, err, sizeof(err));
+    int st = gw_store_run(s, db_run_sql, &j, err, sizeof(err));
     cr_assert_eq(st, GW_STORE_OK, "%s: %s", sql, err);
     return j.rows;
 }
@@ -134,8 +62,8 @@ static json_t *query(gw_store_t *s, const char *sql, const gw_store_param_t *p, 
 static int exec_status(gw_store_t *s, const char *sql, const gw_store_param_t *p, size_t n, char *err,
                        size_t errlen)
 {
-    sql_job_t j = {.sql = sql, .p = p, .n = n};
-    return gw_store_run(s, run_sql, &j, err, errlen);
+    db_sql_t j = {.sql = sql, .p = p, .n = n};
+    return gw_store_run(s, db_run_sql, &j, err, errlen);
 }
 
 static int64_t query_int(gw_store_t *s, const char *sql, const gw_store_param_t *p, size_t n)
@@ -171,7 +99,7 @@ static int insert_key(gw_store_conn_t *c, void *ud)
 
 /* ---- the cases (each runs on both backends) ------------------------------------------------- */
 
-static void case_migrate_once(env_t *e)
+static void case_migrate_once(db_env_t *e)
 {
     gw_store_t *s = env_open(e);
     char err[512] = "";
@@ -209,7 +137,7 @@ static void case_migrate_once(env_t *e)
         backend, name, sql, sizeof(sql) - 1                                                                  \
     }
 
-static void case_migration_failures(env_t *e)
+static void case_migration_failures(db_env_t *e)
 {
     const char *be = e->kind == GW_STORE_SQLITE ? "sqlite" : "postgres";
     gw_store_migration_t list[] = {
@@ -250,7 +178,7 @@ static void case_migration_failures(env_t *e)
     gw_store_close(s);
 }
 
-static void case_key_roundtrip(env_t *e)
+static void case_key_roundtrip(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     json_t *models = json_pack("[ss]", "gpt-4o", "claude-3");
@@ -324,7 +252,7 @@ static void case_key_roundtrip(env_t *e)
     gw_store_close(s);
 }
 
-static void case_params(env_t *e)
+static void case_params(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     gw_store_param_t p[] = {GW_P_TEXT("one"), GW_P_TEXT("two")};
@@ -411,7 +339,7 @@ static int record_spend_tx(gw_store_conn_t *c, void *ud)
     return gw_store_tx(c, record_spend, ud);
 }
 
-static void case_spend_idempotent(env_t *e)
+static void case_spend_idempotent(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     char err[512] = "";
@@ -475,7 +403,7 @@ static int leave_tx_open(gw_store_conn_t *c, void *ud)
     return st != GW_STORE_OK ? st : insert_key(c, &a); /* returns OK with the transaction open */
 }
 
-static void case_tx_rollback(env_t *e)
+static void case_tx_rollback(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     char err[512] = "";
@@ -504,7 +432,7 @@ static int note_two(gw_store_conn_t *c, void *ud)
     return st != GW_STORE_OK ? st : gw_store_note_change(c, "team", "team-1");
 }
 
-static void case_changes(env_t *e)
+static void case_changes(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     char err[512] = "";
@@ -596,7 +524,7 @@ static void on_bump_done(void *ud, int status, const char *err)
     __atomic_add_fetch(&c->done, 1, __ATOMIC_RELEASE);
 }
 
-static void case_loop_completion(env_t *e)
+static void case_loop_completion(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     char err[512] = "";
@@ -642,7 +570,7 @@ static void *submit_many(void *arg)
     return NULL;
 }
 
-static void case_two_threads(env_t *e)
+static void case_two_threads(db_env_t *e)
 {
     gw_store_t *s = env_open_migrated(e);
     char err[512] = "";
@@ -681,7 +609,7 @@ static void on_counted(void *ud, int status, const char *err)
         __atomic_add_fetch(&close_count, 1, __ATOMIC_RELAXED);
 }
 
-static void case_close_drains(env_t *e)
+static void case_close_drains(db_env_t *e)
 {
     gw_store_t *s = env_open(e);
     close_count = 0;
@@ -696,17 +624,17 @@ static void case_close_drains(env_t *e)
 #define ON_BOTH(name)                                                                                        \
     Test(store_sqlite, name)                                                                                 \
     {                                                                                                        \
-        env_t e;                                                                                             \
-        env_setup(&e, GW_STORE_SQLITE);                                                                      \
+        db_env_t e;                                                                                          \
+        db_env_setup(&e, GW_STORE_SQLITE, "store", 0);                                                       \
         case_##name(&e);                                                                                     \
-        env_teardown(&e);                                                                                    \
+        db_env_teardown(&e);                                                                                 \
     }                                                                                                        \
     Test(store_postgres, name)                                                                               \
     {                                                                                                        \
-        env_t e;                                                                                             \
-        env_setup(&e, GW_STORE_POSTGRES);                                                                    \
+        db_env_t e;                                                                                          \
+        db_env_setup(&e, GW_STORE_POSTGRES, "store", 0);                                                     \
         case_##name(&e);                                                                                     \
-        env_teardown(&e);                                                                                    \
+        db_env_teardown(&e);                                                                                 \
     }
 
 ON_BOTH(migrate_once)
@@ -815,7 +743,7 @@ static void stop_restart_server(void)
     if (restart_dir[0] == '\0')
         return;
     pgtmp("stop", restart_dir, out, sizeof(out));
-    nftw(restart_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    db_rm_tree(restart_dir);
     restart_dir[0] = '\0';
 }
 
