@@ -16,7 +16,6 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   startTollgate,
   postJSON,
@@ -25,6 +24,7 @@ import {
   MASTER_KEY,
   assertHealthyThenCleanExit,
   openAIErrorShapeProblem,
+  freshPgDatabase,
 } from '../lib/harness.mjs';
 
 const CONFIG = [
@@ -43,20 +43,9 @@ const chat = (user) => ({
   ...(user !== undefined ? { user } : {}),
 });
 
-function freshPgDatabase() {
-  const base = process.env.TEST_DATABASE_URL;
-  if (!base) return null;
-  const name = `tg_admin_${process.pid}_${Date.now()}`;
-  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr}`);
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
 const backends = [
   { name: 'sqlite', url: () => null },
-  { name: 'postgres', url: freshPgDatabase, skip: !process.env.TEST_DATABASE_URL && 'TEST_DATABASE_URL is not set', shared: true },
+  { name: 'postgres', url: () => freshPgDatabase('admin'), skip: !process.env.TEST_DATABASE_URL && 'TEST_DATABASE_URL is not set', shared: true },
 ];
 
 const blockedMessage = (id) => `User blocked from making LLM API Calls. User=${id}`;

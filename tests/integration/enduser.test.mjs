@@ -14,7 +14,6 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   startTollgate,
   postJSON,
@@ -23,6 +22,8 @@ import {
   MASTER_KEY,
   assertHealthyThenCleanExit,
   openAIErrorShapeProblem,
+  freshPgDatabase,
+  freshRedisDb,
 } from '../lib/harness.mjs';
 
 const CONFIG = [
@@ -42,34 +43,13 @@ const chat = (user) => ({
   ...(user !== undefined ? { user } : {}),
 });
 
-function freshPgDatabase() {
-  const base = process.env.TEST_DATABASE_URL;
-  if (!base) return null;
-  const name = `tg_enduser_${process.pid}_${Date.now()}`;
-  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr}`);
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-/** TEST_REDIS_URL with database number `db`, flushed (the limiter's counters start empty). */
-function freshRedisDb(db) {
-  const u = new URL(process.env.TEST_REDIS_URL);
-  u.pathname = `/${db}`;
-  const url = u.toString();
-  const r = spawnSync('redis-cli', ['-u', url, 'FLUSHDB'], { encoding: 'utf8' });
-  if (r.status !== 0 || !/OK/.test(r.stdout)) throw new Error(`redis FLUSHDB failed: ${r.stderr || r.stdout}`);
-  return url;
-}
-
 const noPg = !process.env.TEST_DATABASE_URL && 'TEST_DATABASE_URL is not set';
 const backends = [
   { name: 'sqlite', url: () => null },
-  { name: 'postgres', url: freshPgDatabase, skip: noPg, shared: true },
+  { name: 'postgres', url: () => freshPgDatabase('enduser'), skip: noPg, shared: true },
   {
     name: 'postgres with the Redis limiter',
-    url: freshPgDatabase,
+    url: () => freshPgDatabase('enduser'),
     redis: () => freshRedisDb(11),
     skip: noPg || (!process.env.TEST_REDIS_URL && 'TEST_REDIS_URL is not set'),
     shared: true,

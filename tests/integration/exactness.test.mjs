@@ -40,6 +40,8 @@ import {
   REPO_ROOT,
   assertHealthyThenCleanExit,
   openAIErrorShapeProblem,
+  freshPgDatabase,
+  freshRedisDb,
 } from '../lib/harness.mjs';
 
 const DB_BASE = process.env.TEST_DATABASE_URL;
@@ -85,26 +87,6 @@ const micros = (usd) => Math.round(Number(usd) * 1e6);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** A fresh database on the server TEST_DATABASE_URL names. */
-function freshPgDatabase(base, tag) {
-  const name = `tg_${tag}_${process.pid}_${Date.now()}`;
-  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr || r.error}`);
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-/** TEST_REDIS_URL with database number `db`, flushed. */
-function freshRedisDb(base, db) {
-  const u = new URL(base);
-  u.pathname = `/${db}`;
-  const url = u.toString();
-  const r = spawnSync('redis-cli', ['-u', url, 'FLUSHDB'], { encoding: 'utf8' });
-  if (r.status !== 0 || !/OK/.test(r.stdout)) throw new Error(`redis FLUSHDB failed: ${r.stderr || r.stdout}`);
-  return url;
-}
 
 /** Runs fn(i) for i in 0..n-1 with at most `concurrency` in flight; results in order. */
 async function pool(n, concurrency, fn) {
@@ -280,7 +262,7 @@ describe('exactness: 3 instances sharing PostgreSQL and Redis', { skip: SKIP }, 
   }
 
   before(async () => {
-    cfgEnv = { DATABASE_URL: freshPgDatabase(DB_BASE, 'exact'), REDIS_URL: freshRedisDb(REDIS_BASE, 7) };
+    cfgEnv = { DATABASE_URL: freshPgDatabase('exact', DB_BASE), REDIS_URL: freshRedisDb(7, REDIS_BASE) };
     // the first instance migrates the fresh database; then the others
     await startInstance(0);
     await Promise.all([startInstance(1), startInstance(2)]);

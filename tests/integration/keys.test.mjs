@@ -10,7 +10,6 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   startTollgate,
   request,
@@ -20,6 +19,7 @@ import {
   MASTER_KEY,
   assertHealthyThenCleanExit,
   openAIErrorShapeProblem,
+  freshPgDatabase,
 } from '../lib/harness.mjs';
 
 const { default: OpenAI } = await import(new URL('../e2e/node_modules/openai/index.mjs', import.meta.url));
@@ -36,21 +36,9 @@ const CONFIG = [
 
 const chatBody = (model = 'mock') => ({ model, messages: [{ role: 'user', content: 'hello' }] });
 
-/** A fresh PostgreSQL database on the server TEST_DATABASE_URL names (psql), or null. */
-function freshPgDatabase() {
-  const base = process.env.TEST_DATABASE_URL;
-  if (!base) return null;
-  const name = `tg_keys_${process.pid}_${Date.now()}`;
-  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr}`);
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
 const backends = [
   { name: 'sqlite', url: () => null },
-  { name: 'postgres', url: freshPgDatabase, skip: !process.env.TEST_DATABASE_URL && 'TEST_DATABASE_URL is not set' },
+  { name: 'postgres', url: () => freshPgDatabase('keys'), skip: !process.env.TEST_DATABASE_URL && 'TEST_DATABASE_URL is not set' },
 ];
 
 for (const be of backends) {

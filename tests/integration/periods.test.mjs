@@ -25,6 +25,7 @@ import {
   makeTempDir,
   MASTER_KEY,
   assertHealthyThenCleanExit,
+  freshPgDatabase,
 } from '../lib/harness.mjs';
 
 const IN_MICROS = 1; // input_cost_per_token $0.000001
@@ -103,16 +104,6 @@ async function periodCycle({ label, base, key, body, read, dur }) {
   const r3 = await chat(base, key, body);
   assert.equal(r3.status, 200, `${label}: admitted again after the reset: ${r3.text}`);
   return reset;
-}
-
-/** A fresh PostgreSQL database on the server TEST_DATABASE_URL names. */
-function freshPgDatabase(base) {
-  const name = `tg_periods_${process.pid}_${Date.now()}`;
-  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr || r.error}`);
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
 }
 
 function psqlValue(url, sql) {
@@ -240,7 +231,7 @@ describe('budget periods with two instances on one PostgreSQL', { skip: !process
   const secrets = [MASTER_KEY];
 
   before(async () => {
-    dbUrl = freshPgDatabase(process.env.TEST_DATABASE_URL);
+    dbUrl = freshPgDatabase('periods');
     const env = () => ({ DATABASE_URL: dbUrl, TOLLGATE_DATA_DIR: makeTempDir('tollgate-periods-pg-') });
     inst.push(await startTollgate({ config: CONFIG, env: env(), readyTimeoutMs: 20000 })); // migrates
     inst.push(await startTollgate({ config: CONFIG, env: env(), readyTimeoutMs: 20000 }));

@@ -20,7 +20,6 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import {
   startTollgate,
   postJSON,
@@ -30,6 +29,8 @@ import {
   MASTER_KEY,
   assertHealthyThenCleanExit,
   openAIErrorShapeProblem,
+  freshPgDatabase,
+  freshRedisDb,
 } from '../lib/harness.mjs';
 
 const PRICES = 'input_cost_per_token: 0.000001, output_cost_per_token: 0.0001';
@@ -327,30 +328,12 @@ const DB_BASE = process.env.TEST_DATABASE_URL;
 const REDIS_BASE = process.env.TEST_REDIS_URL;
 const SKIP_SHARED = !DB_BASE ? 'TEST_DATABASE_URL is not set' : !REDIS_BASE ? 'TEST_REDIS_URL is not set' : false;
 
-function freshPgDatabase(base) {
-  const name = `tg_scopes_${process.pid}_${Date.now()}`;
-  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr}`);
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-function freshRedisDb(base, db) {
-  const u = new URL(base);
-  u.pathname = `/${db}`;
-  const url = u.toString();
-  const r = spawnSync('redis-cli', ['-u', url, 'FLUSHDB'], { encoding: 'utf8' });
-  if (r.status !== 0 || !/OK/.test(r.stdout)) throw new Error(`redis FLUSHDB failed: ${r.stderr || r.stdout}`);
-  return url;
-}
-
 describe('scopes shared by 2 instances (PostgreSQL + Redis)', { skip: SKIP_SHARED }, () => {
   const shared = CONFIG.replace('rpm: 2}', 'rpm: 5}');
   const inst = [];
   const secrets = [MASTER_KEY];
   before(async () => {
-    const env = { DATABASE_URL: freshPgDatabase(DB_BASE), REDIS_URL: freshRedisDb(REDIS_BASE, 12) };
+    const env = { DATABASE_URL: freshPgDatabase('scopes', DB_BASE), REDIS_URL: freshRedisDb(12, REDIS_BASE) };
     inst.push(await startTollgate({ config: shared, env: { ...env, TOLLGATE_DATA_DIR: makeTempDir('tg-scopes-a-') }, readyTimeoutMs: 20000 }));
     inst.push(await startTollgate({ config: shared, env: { ...env, TOLLGATE_DATA_DIR: makeTempDir('tg-scopes-b-') }, readyTimeoutMs: 20000 }));
   });

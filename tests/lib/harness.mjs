@@ -104,6 +104,30 @@ export function makeTempDir(prefix = 'tollgate-test-') {
  * Returns { url, port, proc, dir, configPath, logs(), stdout(), stderr(), stop(signal),
  *           waitExit(ms), sanitizerReport(), alive() }.
  */
+/**
+ * A new, empty PostgreSQL database on the server of base (default TEST_DATABASE_URL), named after
+ * tag, this process and the time; returns its URL, or null when there is no base.
+ */
+export function freshPgDatabase(tag, base = process.env.TEST_DATABASE_URL) {
+  if (!base) return null;
+  const name = `tg_${tag}_${process.pid}_${Date.now()}`;
+  const r = spawnSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name}`], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`CREATE DATABASE failed: ${r.stderr || r.error}`);
+  const u = new URL(base);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** Redis database number db on the server of base (default TEST_REDIS_URL), flushed; its URL. */
+export function freshRedisDb(db, base = process.env.TEST_REDIS_URL) {
+  const u = new URL(base);
+  u.pathname = `/${db}`;
+  const url = u.toString();
+  const r = spawnSync('redis-cli', ['-u', url, 'FLUSHDB'], { encoding: 'utf8' });
+  if (r.status !== 0 || !/OK/.test(r.stdout)) throw new Error(`redis FLUSHDB failed: ${r.stderr || r.stdout}`);
+  return url;
+}
+
 export async function startTollgate({
   config,
   env = {},
