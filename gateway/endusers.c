@@ -1,8 +1,8 @@
 /*
- * endusers.c — the per-worker end-user cache and its asynchronous loads (see endusers.h).
+ * endusers.c — end users' limits, loaded through a per-worker loadcache (see endusers.h).
  *
- * Everything runs on one worker's loop, except job_load (the store thread), which touches only
- * its own job record.
+ * Everything runs on one worker's loop, except load_enduser (the store thread), which touches
+ * only the value it makes.
  */
 #include "gateway/endusers.h"
 
@@ -10,84 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/errors.h"
+#include "gateway/loadcache.h"
 #include "gateway/request.h"
 #include "gateway/server.h"
 
 const char gw_enduser_load_sql[] =
-    "SELECT e.user_id, e.blocked, e.spend AS spend, b.max_budget, b.soft_budget, b.budget_duration, "
-    "b.budget_reset_at, "
-    "b.rpm_limit, b.tpm_limit, b.max_parallel_requests FROM end_users e LEFT JOIN budgets b ON b.budget_id = "
-    "e.budget_id WHERE e.user_id = $1";
-
-#define N_BUCKETS 1024
-
-typedef struct eu_entry {
-    struct eu_entry *next;
-    int has_value, loading, reload;
-    gw_enduser_t v;
-    uint64_t fresh_until;   /* h2o_now() milliseconds */
-    h2o_linklist_t waiters; /* gw_reqctx_t.auth_link, parked until has_value */
-    char id[GW_EUCACHE_ID_MAX];
-} eu_entry_t;
-
-struct gw_eucache {
-    gw_worker_t *w;
-    eu_entry_t *buckets[N_BUCKETS];
-    size_t n;
-};
-
-typedef struct eu_load {
-    gw_worker_t *w;
-    eu_entry_t *e;
-    char id[GW_EUCACHE_ID_MAX];
-    gw_enduser_t v;
-} eu_load_t;
-
-static size_t bucket_of(const char *id)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % N_BUCKETS;
-}
-
-static eu_entry_t *find(gw_eucache_t *ec, const char *id)
-{
-    for (eu_entry_t *e = ec->buckets[bucket_of(id)]; e != NULL; e = e->next)
-        if (strcmp(e->id, id) == 0)
-            return e;
-    return NULL;
-}
-
-static void unlink_entry(gw_eucache_t *ec, eu_entry_t *e)
-{
-    eu_entry_t **pp = &ec->buckets[bucket_of(e->id)];
-    while (*pp != e)
-        pp = &(*pp)->next;
-    *pp = e->next;
-    ec->n--;
-    free(e);
-}
-
-void gw_eucache_invalidate_all(gw_eucache_t *ec)
-{
-    if (ec == NULL)
-        return;
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        eu_entry_t *e = ec->buckets[b];
-        while (e != NULL) {
-            eu_entry_t *next = e->next;
-            if (e->loading) { /* its job and waiters point at it: reload when the job returns */
-                e->reload = 1;
-                e->has_value = 0;
-            } else {
-                unlink_entry(ec, e);
-            }
-            e = next;
-        }
-    }
-}
+    "SELECT e.user_id, e.blocked, e.budget_id, e.spend AS spend, b.max_budget, b.soft_budget, "
+    "b.budget_duration, b.budget_reset_at, b.rpm_limit, b.tpm_limit, b.max_parallel_requests FROM end_users e "
+    "LEFT JOIN budgets b ON b.budget_id = e.budget_id WHERE e.user_id = $1";
 
 static int64_t int_or(const json_t *row, const char *col, int64_t dflt)
 {
@@ -116,106 +46,56 @@ static void read_row(const json_t *row, gw_enduser_t *v)
     v->has_limits = l->max_budget >= 0 || l->rpm >= 0 || l->tpm >= 0 || l->max_parallel >= 0;
     json_t *b = json_object_get(row, "blocked"); /* SQLite answers 0/1, PostgreSQL true/false */
     v->blocked = json_is_true(b) || (json_is_integer(b) && json_integer_value(b) != 0);
+    const char *bid = json_string_value(json_object_get(row, "budget_id"));
+    snprintf(v->budget_id, sizeof(v->budget_id), "%s", bid != NULL ? bid : "");
 }
 
-static int job_load(gw_store_conn_t *c, void *ud)
+/* Store thread: the end user's row with its budget (NULL: no row, so no limits). */
+static int load_enduser(gw_store_conn_t *c, const char *id, void **out)
 {
-    eu_load_t *l = ud;
     json_t *rows = NULL;
-    gw_store_param_t p[] = {GW_P_TEXT(l->id)};
+    gw_store_param_t p[] = {GW_P_TEXT(id)};
     int st = gw_store_query(c, gw_enduser_load_sql, p, 1, &rows);
-    memset(&l->v, 0, sizeof(l->v));
-    if (st == GW_STORE_OK && json_array_size(rows) > 0)
-        read_row(json_array_get(rows, 0), &l->v);
+    gw_enduser_t *v = NULL;
+    if (st == GW_STORE_OK && json_array_size(rows) > 0) {
+        if ((v = calloc(1, sizeof(*v))) == NULL)
+            st = GW_STORE_ERROR;
+        else
+            read_row(json_array_get(rows, 0), v);
+    }
     json_decref(rows);
+    *out = v;
     return st;
 }
 
-static void on_load_done(void *ud, int status, const char *err);
+static const gw_loadcache_type_t enduser_cache = {
+    .key_max = GW_EUCACHE_ID_MAX,
+    .ttl_ms = GW_EUCACHE_TTL_MS,
+    .neg_ttl_ms = GW_EUCACHE_TTL_MS, /* no row = no limits: a /customer/new invalidates it */
+    .stale_retry_ms = GW_EUCACHE_STALE_RETRY_MS,
+    .max_entries = GW_EUCACHE_MAX,
+    .load = load_enduser,
+    .release = free,
+    .accept = NULL, /* the continuation looks the end user up again (a hit then) */
+    .unavailable_msg = "End user limits cannot be loaded right now; retry later.",
+};
 
-static int submit_load(gw_eucache_t *ec, eu_entry_t *e)
+static int names_budget(const void *value, void *ud)
 {
-    eu_load_t *l = calloc(1, sizeof(*l));
-    if (l == NULL)
-        return -1;
-    l->w = ec->w;
-    l->e = e;
-    memcpy(l->id, e->id, sizeof(l->id));
-    if (gw_keys_submit(ec->w, job_load, on_load_done, l) != 0) {
-        free(l);
-        return -1;
-    }
-    e->loading = 1;
-    return 0;
+    const gw_enduser_t *v = value;
+    return strcmp(v->budget_id, (const char *)ud) == 0;
 }
 
-/* Wakes every parked request of e, one at a time (a continuation may park again or reply). */
-static void wake(eu_entry_t *e, int status)
+void gw_endusers_invalidate(gw_eucache_t *ec, const char *kind, const char *id)
 {
-    h2o_linklist_t list;
-    h2o_linklist_init_anchor(&list);
-    h2o_linklist_insert_list(&list, &e->waiters);
-    while (!h2o_linklist_is_empty(&list)) {
-        gw_reqctx_t *rc = H2O_STRUCT_FROM_MEMBER(gw_reqctx_t, auth_link, list.next);
-        h2o_linklist_unlink(&rc->auth_link);
-        void (*cont)(gw_reqctx_t *) = rc->auth_cont;
-        rc->auth_cont = NULL;
-        if (status != GW_STORE_OK) {
-            rc->error = "store_unavailable";
-            gw_request_error(rc, GW_ERR_UNAVAILABLE,
-                             "End user limits cannot be loaded right now; retry later.", NULL);
-            continue;
-        }
-        cont(rc);
-    }
-}
-
-static void on_load_done(void *ud, int status, const char *err)
-{
-    (void)err;
-    eu_load_t *l = ud;
-    gw_worker_t *w = l->w;
-    gw_eucache_t *ec = w->endusers;
-    eu_entry_t *e = l->e;
-    gw_keys_job_done(w);
-    e->loading = 0;
-    uint64_t now = h2o_now(w->loop);
-    if (status == GW_STORE_OK && e->reload) { /* invalidated meanwhile: this row may be stale */
-        e->reload = 0;
-        free(l);
-        if (submit_load(ec, e) == 0)
-            return;
-        status = GW_STORE_BUSY;
-    }
-    if (status != GW_STORE_OK) {
-        free(l);
-        if (e->has_value) { /* keep serving what we had; try again later */
-            e->fresh_until = now + GW_EUCACHE_STALE_RETRY_MS;
-            return;
-        }
-        wake(e, status);
-        if (!e->loading && !e->has_value && h2o_linklist_is_empty(&e->waiters))
-            unlink_entry(ec, e);
+    if (ec == NULL)
         return;
-    }
-    e->v = l->v;
-    e->has_value = 1;
-    e->fresh_until = now + GW_EUCACHE_TTL_MS;
-    free(l);
-    wake(e, GW_STORE_OK);
-}
-
-static void sweep(gw_eucache_t *ec)
-{
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        eu_entry_t *e = ec->buckets[b];
-        while (e != NULL) {
-            eu_entry_t *next = e->next;
-            if (!e->loading)
-                unlink_entry(ec, e);
-            e = next;
-        }
-    }
+    if (strcmp(kind, "end_user") == 0)
+        gw_loadcache_drop(ec, id);
+    else if (strcmp(kind, "budget") == 0)
+        gw_loadcache_drop_if(ec, names_budget, (void *)id);
+    else
+        gw_loadcache_drop_all(ec);
 }
 
 int gw_endusers_lookup(gw_reqctx_t *rc, const char *id, gw_enduser_t *out, void (*cont)(gw_reqctx_t *rc))
@@ -224,57 +104,19 @@ int gw_endusers_lookup(gw_reqctx_t *rc, const char *id, gw_enduser_t *out, void 
     gw_eucache_t *ec = rc->w->endusers;
     if (ec == NULL || rc->w->server->store == NULL || strlen(id) >= GW_EUCACHE_ID_MAX)
         return 0; /* no store: no customers, so no limits */
-    uint64_t now = h2o_now(rc->w->loop);
-    eu_entry_t *e = find(ec, id);
-    if (e != NULL && e->has_value) {
-        if (now >= e->fresh_until && !e->loading)
-            submit_load(ec, e); /* stale: serve it, refresh in the background */
-        *out = e->v;
-        return 0;
-    }
-    if (e == NULL) {
-        if (ec->n >= GW_EUCACHE_MAX)
-            sweep(ec);
-        if ((e = calloc(1, sizeof(*e))) == NULL)
-            return gw_request_error(rc, GW_ERR_INTERNAL, "out of memory", NULL);
-        snprintf(e->id, sizeof(e->id), "%s", id);
-        h2o_linklist_init_anchor(&e->waiters);
-        size_t b = bucket_of(e->id);
-        e->next = ec->buckets[b];
-        ec->buckets[b] = e;
-        ec->n++;
-    }
-    if (!e->loading && submit_load(ec, e) != 0) {
-        if (h2o_linklist_is_empty(&e->waiters))
-            unlink_entry(ec, e);
-        rc->error = "store_unavailable";
-        return gw_request_error(rc, GW_ERR_UNAVAILABLE,
-                                "End user limits cannot be loaded right now; retry later.", NULL);
-    }
-    rc->auth_cont = cont;
-    h2o_linklist_insert(&e->waiters, &rc->auth_link);
-    return 1;
+    void *v;
+    int r = gw_loadcache_get(ec, rc, id, &v, cont);
+    if (r == 0 && v != NULL)
+        *out = *(const gw_enduser_t *)v;
+    return r;
 }
 
 gw_eucache_t *gw_eucache_create(gw_worker_t *w)
 {
-    gw_eucache_t *ec = calloc(1, sizeof(*ec));
-    if (ec != NULL)
-        ec->w = w;
-    return ec;
+    return gw_loadcache_create(w, &enduser_cache);
 }
 
 void gw_eucache_destroy(gw_eucache_t *ec)
 {
-    if (ec == NULL)
-        return;
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        eu_entry_t *e = ec->buckets[b];
-        while (e != NULL) {
-            eu_entry_t *next = e->next;
-            free(e);
-            e = next;
-        }
-    }
-    free(ec);
+    gw_loadcache_destroy(ec);
 }

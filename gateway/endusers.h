@@ -13,14 +13,15 @@
  * is refused before admission on every model route, for every caller: 400, LiteLLM's "User
  * blocked from making LLM API Calls. User=<id>" (call.c).
  *
- * Cache. One per worker (no locks): end-user id → its limits or "no limits". A miss submits a
- * store job and parks the request (rc->auth_link / rc->auth_cont, free once authentication is
+ * Cache. One loadcache per worker (loadcache.h; no locks): end-user id → its limits or "no
+ * limits". A miss parks the request (rc->auth_link / rc->auth_cont, free once authentication is
  * over) until the load completes; concurrent misses share one load. Entries are fresh for
  * GW_EUCACHE_TTL_MS; a stale entry is served while a background reload runs (and kept while the
- * database is down). A load that fails with nothing cached replies 503. Invalidation: any admin
- * change that is not about one key (kinds end_user, budget, …; on this instance by broadcast,
- * from others through the changes poll — keys.c) empties every worker's end-user cache, so a
- * customer created or changed anywhere applies within about a second. Ids longer than
+ * database is down). A load that fails with nothing cached replies 503. Invalidation (on this
+ * instance by broadcast, from others through the changes poll — keys.c): a change of kind
+ * end_user drops that end user, a budget change drops the end users naming that budget, any
+ * other kind but key, user, team, organization and team_membership drops them all — so a customer
+ * created or changed anywhere applies within about a second. Ids longer than
  * GW_EUCACHE_ID_MAX - 1 bytes are not looked up (no limits; the spend record still names them).
  */
 #ifndef GW_ENDUSERS_H
@@ -42,9 +43,11 @@ typedef struct gw_enduser {
     int has_limits; /* a budget or a rate limit is set */
     int blocked;    /* end_users.blocked (/customer/block): every request naming it is refused */
     gw_level_limits_t lim;
+    char budget_id[GW_EUCACHE_ID_MAX]; /* "" = none */
 } gw_enduser_t;
 
-typedef struct gw_eucache gw_eucache_t;
+/* The worker's end-user cache is a loadcache (loadcache.h) of gw_enduser_t values. */
+typedef struct gw_loadcache gw_eucache_t;
 
 /** The end-user load's SQL ($1 = user_id); exposed for tests. */
 extern const char gw_enduser_load_sql[];
@@ -53,8 +56,11 @@ extern const char gw_enduser_load_sql[];
 gw_eucache_t *gw_eucache_create(struct gw_worker *w);
 /** Frees it; no load of this worker may be in flight. NULL is a no-op. */
 void gw_eucache_destroy(gw_eucache_t *ec);
-/** Drops every entry (a load in flight reloads). Worker thread. NULL is a no-op. */
-void gw_eucache_invalidate_all(gw_eucache_t *ec);
+/**
+ * Applies one change (kind and id as in the changes table: "end_user", "budget", or anything else
+ * for everything) to the worker's cache. Worker thread. NULL is a no-op.
+ */
+void gw_endusers_invalidate(gw_eucache_t *ec, const char *kind, const char *id);
 
 /**
  * Looks up end user id for rc. Returns 0 with *out filled when known now; 1 when rc is parked:

@@ -16,6 +16,7 @@
 
 #include "gateway/endusers.h"
 #include "gateway/errors.h"
+#include "gateway/loadcache.h"
 #include "gateway/pricing.h"
 #include "gateway/request.h"
 #include "gateway/server.h"
@@ -526,92 +527,10 @@ void gw_model_limits_free(gw_model_limit_t *l, size_t n)
 
 /* ---- the per-worker cache ------------------------------------------------------------------- */
 
-#define N_BUCKETS 4096
-
-typedef struct kc_entry {
-    struct kc_entry *next;
-    char token[GW_KEY_HASH_LEN + 1];
-    int has_value;          /* p (or "unknown" when p is NULL) is usable */
-    int loading;            /* a load job is in flight */
-    int reload;             /* invalidated while loading: load again */
-    gw_principal_t *p;      /* NULL with has_value = unknown key */
-    uint64_t fresh_until;   /* h2o_now() milliseconds */
-    h2o_linklist_t waiters; /* gw_reqctx_t.auth_link, parked until has_value */
-} kc_entry_t;
-
 struct gw_keycache {
     gw_worker_t *w;
-    kc_entry_t *buckets[N_BUCKETS];
-    size_t n;
+    gw_loadcache_t *lc; /* token → principal (NULL: unknown key) */
 };
-
-typedef struct kc_load {
-    gw_worker_t *w;
-    kc_entry_t *e;
-    char token[GW_KEY_HASH_LEN + 1];
-    gw_principal_t *p;
-} kc_load_t;
-
-typedef struct inval_msg {
-    h2o_multithread_message_t super;
-    char kind[24];
-    char id[GW_KEY_HASH_LEN + 1];
-} inval_msg_t;
-
-static size_t bucket_of(const char *token)
-{
-    /* tokens are SHA-256 hex: their first digits are already uniform */
-    size_t h = 0;
-    for (int i = 0; i < 6; i++)
-        h = h * 16 + (size_t)(token[i] <= '9' ? token[i] - '0' : token[i] - 'a' + 10);
-    return h % N_BUCKETS;
-}
-
-static kc_entry_t *find(gw_keycache_t *kc, const char *token)
-{
-    for (kc_entry_t *e = kc->buckets[bucket_of(token)]; e != NULL; e = e->next)
-        if (memcmp(e->token, token, GW_KEY_HASH_LEN) == 0)
-            return e;
-    return NULL;
-}
-
-static void unlink_entry(gw_keycache_t *kc, kc_entry_t *e)
-{
-    kc_entry_t **pp = &kc->buckets[bucket_of(e->token)];
-    while (*pp != e)
-        pp = &(*pp)->next;
-    *pp = e->next;
-    kc->n--;
-    gw_principal_release(e->p);
-    free(e);
-}
-
-/* Drops an entry's value; an entry with a load in flight stays (its waiters and job point at it). */
-static void invalidate(gw_keycache_t *kc, kc_entry_t *e)
-{
-    if (e->loading) {
-        e->reload = 1;
-        if (e->has_value) {
-            gw_principal_release(e->p);
-            e->p = NULL;
-            e->has_value = 0;
-        }
-        return;
-    }
-    unlink_entry(kc, e);
-}
-
-static void invalidate_all(gw_keycache_t *kc)
-{
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        kc_entry_t *e = kc->buckets[b];
-        while (e != NULL) {
-            kc_entry_t *next = e->next;
-            invalidate(kc, e);
-            e = next;
-        }
-    }
-}
 
 void gw_model_limit_period(const gw_model_limit_t *ml, int64_t now_ms, int64_t *start, int64_t *end)
 {
@@ -653,44 +572,33 @@ static int seed_model_budgets(gw_store_conn_t *c, gw_principal_t *p)
     return GW_STORE_OK;
 }
 
-static int job_load(gw_store_conn_t *c, void *ud)
+/* Store thread: the principal of a token (NULL when no key has it). */
+static int load_principal(gw_store_conn_t *c, const char *token, void **out)
 {
-    kc_load_t *l = ud;
     json_t *rows = NULL;
-    gw_store_param_t p[] = {GW_P_TEXT(l->token)};
+    gw_store_param_t p[] = {GW_P_TEXT(token)};
     int st = gw_store_query(c, gw_principal_load_sql, p, 1, &rows);
+    gw_principal_t *pr = NULL;
     if (st == GW_STORE_OK && json_array_size(rows) > 0)
-        l->p = gw_principal_from_row(json_array_get(rows, 0));
+        pr = gw_principal_from_row(json_array_get(rows, 0));
     json_decref(rows);
-    if (st == GW_STORE_OK && l->p != NULL && l->p->n_model_limits > 0 &&
-        (st = seed_model_budgets(c, l->p)) != GW_STORE_OK) {
-        gw_principal_release(l->p);
-        l->p = NULL;
+    if (st == GW_STORE_OK && pr != NULL && pr->n_model_limits > 0 && (st = seed_model_budgets(c, pr)) != GW_STORE_OK) {
+        gw_principal_release(pr);
+        pr = NULL;
     }
+    *out = pr;
     return st;
 }
 
-static void on_load_done(void *ud, int status, const char *err);
-
-static int submit_load(gw_keycache_t *kc, kc_entry_t *e)
+static void release_principal(void *v)
 {
-    kc_load_t *l = calloc(1, sizeof(*l));
-    if (l == NULL)
-        return -1;
-    l->w = kc->w;
-    l->e = e;
-    memcpy(l->token, e->token, sizeof(l->token));
-    if (gw_keys_submit(kc->w, job_load, on_load_done, l) != 0) {
-        free(l);
-        return -1;
-    }
-    e->loading = 1;
-    return 0;
+    gw_principal_release(v);
 }
 
 /* Runs the checks that need no model: unknown, blocked, expired. 0 ok, else replied. */
-static int check_principal(gw_reqctx_t *rc, gw_principal_t *p)
+static int check_principal(gw_reqctx_t *rc, void *value)
 {
+    gw_principal_t *p = value;
     if (p == NULL) {
         rc->error = "invalid_api_key";
         return gw_request_error(
@@ -734,114 +642,23 @@ static int check_principal(gw_reqctx_t *rc, gw_principal_t *p)
     return 0;
 }
 
-/* Wakes every parked request of e, one at a time (a continuation may park again or reply). */
-static void wake(kc_entry_t *e, int status)
-{
-    h2o_linklist_t list;
-    h2o_linklist_init_anchor(&list);
-    h2o_linklist_insert_list(&list, &e->waiters);
-    gw_principal_t *p = e->p;
-    if (p != NULL)
-        gw_principal_ref(p); /* the entry may go away while continuations run */
-    while (!h2o_linklist_is_empty(&list)) {
-        gw_reqctx_t *rc = H2O_STRUCT_FROM_MEMBER(gw_reqctx_t, auth_link, list.next);
-        h2o_linklist_unlink(&rc->auth_link);
-        void (*cont)(gw_reqctx_t *) = rc->auth_cont;
-        rc->auth_cont = NULL;
-        if (status != GW_STORE_OK) {
-            rc->error = "store_unavailable";
-            gw_request_error(rc, GW_ERR_UNAVAILABLE,
-                             "Authentication Error: the key store is unavailable; retry later.", NULL);
-            continue;
-        }
-        if (check_principal(rc, p) == 0)
-            cont(rc);
-    }
-    gw_principal_release(p);
-}
-
-static void on_load_done(void *ud, int status, const char *err)
-{
-    kc_load_t *l = ud;
-    gw_worker_t *w = l->w;
-    gw_keycache_t *kc = w->keys;
-    kc_entry_t *e = l->e;
-    gw_keys_job_done(w);
-    e->loading = 0;
-    uint64_t now = h2o_now(w->loop);
-    if (status == GW_STORE_OK && e->reload) { /* invalidated meanwhile: this row may be stale */
-        gw_principal_release(l->p);
-        e->reload = 0;
-        free(l);
-        if (submit_load(kc, e) == 0)
-            return;
-        status = GW_STORE_BUSY;
-    }
-    if (status != GW_STORE_OK) {
-        gw_principal_release(l->p);
-        free(l);
-        if (e->has_value) { /* keep serving what we had; try again later */
-            e->fresh_until = now + GW_KEYCACHE_STALE_RETRY_MS;
-            return;
-        }
-        wake(e, status);
-        if (!e->loading && !e->has_value && h2o_linklist_is_empty(&e->waiters))
-            unlink_entry(kc, e);
-        return;
-    }
-    gw_principal_release(e->p);
-    e->p = l->p;
-    e->has_value = 1;
-    e->fresh_until = now + (e->p != NULL ? GW_KEYCACHE_TTL_MS : GW_KEYCACHE_NEG_TTL_MS);
-    free(l);
-    wake(e, GW_STORE_OK);
-}
-
-static void sweep(gw_keycache_t *kc)
-{
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        kc_entry_t *e = kc->buckets[b];
-        while (e != NULL) {
-            kc_entry_t *next = e->next;
-            if (!e->loading)
-                unlink_entry(kc, e);
-            e = next;
-        }
-    }
-}
+static const gw_loadcache_type_t principal_cache = {
+    .key_max = GW_KEY_HASH_LEN + 1,
+    .ttl_ms = GW_KEYCACHE_TTL_MS,
+    .neg_ttl_ms = GW_KEYCACHE_NEG_TTL_MS,
+    .stale_retry_ms = GW_KEYCACHE_STALE_RETRY_MS,
+    .max_entries = GW_KEYCACHE_MAX,
+    .load = load_principal,
+    .release = release_principal,
+    .accept = check_principal,
+    .unavailable_msg = "Authentication Error: the key store is unavailable; retry later.",
+};
 
 int gw_keys_authenticate(gw_reqctx_t *rc, const char token[GW_KEY_HASH_LEN + 1], gw_auth_cont_fn cont)
 {
-    gw_keycache_t *kc = rc->w->keys;
-    uint64_t now = h2o_now(rc->w->loop);
-    kc_entry_t *e = find(kc, token);
-    if (e != NULL && e->has_value) {
-        if (now >= e->fresh_until && !e->loading)
-            submit_load(kc, e); /* stale: serve it, refresh in the background */
-        return check_principal(rc, e->p);
-    }
-    if (e == NULL) {
-        if (kc->n >= GW_KEYCACHE_MAX)
-            sweep(kc);
-        if ((e = calloc(1, sizeof(*e))) == NULL)
-            return gw_request_error(rc, GW_ERR_INTERNAL, "out of memory", NULL);
-        memcpy(e->token, token, sizeof(e->token));
-        h2o_linklist_init_anchor(&e->waiters);
-        size_t b = bucket_of(token);
-        e->next = kc->buckets[b];
-        kc->buckets[b] = e;
-        kc->n++;
-    }
-    if (!e->loading && submit_load(kc, e) != 0) {
-        if (h2o_linklist_is_empty(&e->waiters))
-            unlink_entry(kc, e);
-        rc->error = "store_unavailable";
-        return gw_request_error(rc, GW_ERR_UNAVAILABLE,
-                                "Authentication Error: the key store is busy; retry later.", NULL);
-    }
-    rc->auth_cont = cont;
-    h2o_linklist_insert(&e->waiters, &rc->auth_link);
-    return 1;
+    void *p;
+    int r = gw_loadcache_get(rc->w->keys->lc, rc, token, &p, cont);
+    return r != 0 ? r : check_principal(rc, p);
 }
 
 void gw_keys_request_dispose(gw_reqctx_t *rc)
@@ -873,15 +690,76 @@ void gw_keys_job_done(gw_worker_t *w)
 
 /* ---- invalidation ------------------------------------------------------------------------- */
 
+typedef struct inval_msg {
+    h2o_multithread_message_t super;
+    char kind[24];
+    char id[320]; /* ids are bounded by the admin API (< 128 bytes; a membership is two of them) */
+} inval_msg_t;
+
 void gw_keys_broadcast(gw_server_t *s, const char *kind, const char *id)
 {
     for (unsigned i = 0; i < s->n_workers; i++) {
         inval_msg_t *m = calloc(1, sizeof(*m));
         if (m == NULL)
             continue;
+        if (id == NULL)
+            id = "";
+        if (strlen(kind) >= sizeof(m->kind) || strlen(id) >= sizeof(m->id))
+            kind = "all", id = ""; /* cannot be named exactly: drop everything */
         snprintf(m->kind, sizeof(m->kind), "%s", kind);
-        snprintf(m->id, sizeof(m->id), "%s", id != NULL ? id : "");
+        snprintf(m->id, sizeof(m->id), "%s", id);
         h2o_multithread_send_message(&s->workers[i].keys_rx, &m->super);
+    }
+}
+
+/* Which principals a change touches: those naming the changed user, team, membership or org. */
+typedef struct touch {
+    const char *kind, *id;
+} touch_t;
+
+static int same_str(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static int principal_touched(const void *value, void *ud)
+{
+    const gw_principal_t *p = value;
+    const touch_t *t = ud;
+    if (strcmp(t->kind, "user") == 0)
+        return same_str(p->user_id, t->id);
+    if (strcmp(t->kind, "team") == 0)
+        return same_str(p->team_id, t->id);
+    if (strcmp(t->kind, "organization") == 0)
+        return same_str(p->org_id, t->id);
+    if (strcmp(t->kind, "team_membership") == 0)
+        return p->has_member && same_str(p->member_id, t->id);
+    return 1;
+}
+
+/*
+ * One change, on this worker's caches. key: that token's principal is dropped. user, team,
+ * organization, team_membership: the principals naming it are dropped. end_user: that end user
+ * is dropped. budget: a budget row may be shared by many end users, members and organizations:
+ * end users naming it are dropped, every principal is marked stale (served while it reloads).
+ * Anything else (or "all"): everything is dropped.
+ */
+static void apply_change(gw_worker_t *w, const char *kind, const char *id)
+{
+    if (strcmp(kind, "key") == 0) {
+        gw_loadcache_drop(w->keys->lc, id);
+    } else if (strcmp(kind, "user") == 0 || strcmp(kind, "team") == 0 || strcmp(kind, "organization") == 0 ||
+               strcmp(kind, "team_membership") == 0) {
+        touch_t t = {kind, id};
+        gw_loadcache_drop_if(w->keys->lc, principal_touched, &t);
+    } else if (strcmp(kind, "end_user") == 0) {
+        gw_endusers_invalidate(w->endusers, kind, id);
+    } else if (strcmp(kind, "budget") == 0) {
+        gw_endusers_invalidate(w->endusers, kind, id);
+        gw_loadcache_stale_all(w->keys->lc);
+    } else {
+        gw_loadcache_drop_all(w->keys->lc);
+        gw_endusers_invalidate(w->endusers, "all", "");
     }
 }
 
@@ -891,16 +769,8 @@ static void on_inval(h2o_multithread_receiver_t *r, h2o_linklist_t *messages)
     while (!h2o_linklist_is_empty(messages)) {
         inval_msg_t *m = H2O_STRUCT_FROM_MEMBER(inval_msg_t, super.link, messages->next);
         h2o_linklist_unlink(&m->super.link);
-        if (w->keys != NULL) {
-            if (strcmp(m->kind, "key") == 0) {
-                kc_entry_t *e = find(w->keys, m->id);
-                if (e != NULL)
-                    invalidate(w->keys, e);
-            } else {
-                invalidate_all(w->keys);
-                gw_eucache_invalidate_all(w->endusers); /* end users, their budgets, … */
-            }
-        }
+        if (w->keys != NULL)
+            apply_change(w, m->kind, m->id);
         free(m);
     }
 }
@@ -1035,8 +905,10 @@ int gw_keys_init_seq(gw_store_t *st, int64_t *seq, char *err, size_t errlen)
 gw_keycache_t *gw_keycache_create(gw_worker_t *w)
 {
     gw_keycache_t *kc = calloc(1, sizeof(*kc));
-    if (kc == NULL)
+    if (kc == NULL || (kc->lc = gw_loadcache_create(w, &principal_cache)) == NULL) {
+        free(kc);
         return NULL;
+    }
     kc->w = w;
     gw_store_register_receiver(w->queue, &w->store_rx);
     h2o_multithread_register_receiver(w->queue, &w->keys_rx, on_inval);
@@ -1065,14 +937,6 @@ void gw_keycache_destroy(gw_keycache_t *kc)
      * stopped; gw_keys_drop_messages frees what arrived late, after all threads are joined */
     if (w->store_jobs == 0)
         gw_store_unregister_receiver(w->queue, &w->store_rx);
-    for (size_t b = 0; b < N_BUCKETS; b++) {
-        kc_entry_t *e = kc->buckets[b];
-        while (e != NULL) {
-            kc_entry_t *next = e->next;
-            gw_principal_release(e->p);
-            free(e);
-            e = next;
-        }
-    }
+    gw_loadcache_destroy(kc->lc);
     free(kc);
 }

@@ -12,13 +12,17 @@
  * load, reference
  * counted, used only on the worker that loaded it (so the count needs no atomics).
  *
- * Cache. Each worker owns one cache (no locks): token hash → principal, or "unknown" (negative
- * entry). A miss submits a load job and parks the request on the entry; concurrent misses for
- * the same key wait on the same load. Entries are fresh for GW_KEYCACHE_TTL_MS; a stale entry is
- * still served while a reload runs in the background (and kept when the database is down).
- * Unknown keys are remembered for GW_KEYCACHE_NEG_TTL_MS. Invalidation: an admin write on this
- * instance broadcasts (kind, id) to every worker's cache at once; writes on other instances
- * arrive through the changes table, which worker 0 polls every GW_KEYS_POLL_MS.
+ * Cache. Each worker owns one loadcache (loadcache.h; no locks): token hash → principal, or
+ * "unknown" (negative entry). A miss submits a load job and parks the request on the entry;
+ * concurrent misses for the same key wait on the same load. Entries are fresh for
+ * GW_KEYCACHE_TTL_MS; a stale entry is still served while a reload runs in the background (and
+ * kept when the database is down). Unknown keys are remembered for GW_KEYCACHE_NEG_TTL_MS.
+ * Invalidation: an admin write (or the budget reset job) on this instance broadcasts (kind, id)
+ * to every worker at once; writes on other instances arrive through the changes table, which
+ * worker 0 polls every GW_KEYS_POLL_MS. A change drops only what it touches: kind key that
+ * token; user, team, organization, team_membership the principals naming it; end_user and budget
+ * the end users concerned (endusers.h) — a budget change also marks every principal stale, as a
+ * budget row can be an organization's or a member's; any other kind drops everything.
  */
 #ifndef GW_KEYS_H
 #define GW_KEYS_H
@@ -225,8 +229,8 @@ int gw_keys_authenticate(struct gw_reqctx *rc, const char token[GW_KEY_HASH_LEN 
 void gw_keys_request_dispose(struct gw_reqctx *rc);
 
 /**
- * Tells every worker of the server to drop what it caches for (kind, id): kind "key" drops that
- * token, any other kind (user, team, …) empties the caches. Thread-safe.
+ * Tells every worker of the server to drop what it caches for (kind, id), as described under
+ * Cache above ("all" drops everything). Thread-safe.
  */
 void gw_keys_broadcast(struct gw_server *s, const char *kind, const char *id);
 

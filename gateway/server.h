@@ -24,6 +24,7 @@ struct gw_limits_loop;
 struct gw_spend;
 struct gw_store;
 struct gw_keycache;
+struct gw_loadcache;
 
 typedef struct gw_server gw_server_t;
 
@@ -54,7 +55,7 @@ typedef struct gw_worker {
     char log_sec_text[32];
     /* virtual keys (keys.c): the cache, store completions, invalidations, the changes poll */
     struct gw_keycache *keys;
-    struct gw_eucache *endusers;         /* end users' limits (endusers.c) */
+    struct gw_loadcache *endusers;       /* end users' limits (endusers.c) */
     h2o_multithread_receiver_t store_rx; /* completions of this worker's store jobs */
     struct gw_limits_loop *lim;          /* this loop's handle on the limiter */
     h2o_multithread_receiver_t keys_rx;  /* cache invalidation broadcasts */

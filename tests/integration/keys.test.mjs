@@ -352,6 +352,50 @@ for (const be of backends) {
       }
     });
 
+    test("changes to a key's user, team membership and team reach a second instance within a second", { skip: be.name === 'sqlite' && 'SQLite is one instance per data dir' }, async () => {
+      // one worker: every request meets the same cache, so only an invalidation can make it reload
+      const tg2 = await startTollgate({ config: CONFIG, env, workers: 1 });
+      try {
+        const call2 = async (key) => (await postJSON(`${tg2.url}/v1/chat/completions`, chatBody(), { key })).status;
+        const within = async (key, want, what) => {
+          const t0 = Date.now();
+          let status;
+          do {
+            status = await call2(key);
+            if (status === want) return;
+            await sleep(20);
+          } while (Date.now() - t0 < 1000);
+          assert.equal(status, want, `${what}: still ${status} ${Date.now() - t0} ms later`);
+        };
+        assert.equal((await admin('/user/new', { user_id: 'u-inv' })).status, 200);
+        const team = (await admin('/team/new', { team_alias: 'inv' })).json.team_id;
+        assert.equal((await admin('/team/member_add', { team_id: team, member: { role: 'user', user_id: 'u-inv' } })).status, 200);
+        const a = (await admin('/key/generate', { user_id: 'u-inv', team_id: team })).json.key;
+        const b = (await admin('/key/generate', { user_id: 'u-other' })).json.key;
+        await sleep(600); // the second instance's poll has seen the changes above before it caches
+        assert.equal(await call2(a), 200);
+        assert.equal(await call2(b), 200);
+
+        assert.equal((await admin('/user/update', { user_id: 'u-inv', rpm_limit: 0 })).status, 200);
+        await within(a, 429, 'user rpm_limit 0');
+        assert.equal(await call2(b), 200, "another user's key is untouched");
+        assert.equal((await admin('/user/update', { user_id: 'u-inv', rpm_limit: null })).status, 200);
+        await within(a, 200, 'user limit cleared');
+
+        const mu = await admin('/team/member_update', { team_id: team, user_id: 'u-inv', rpm_limit: 0 });
+        assert.equal(mu.status, 200, mu.text);
+        await within(a, 429, 'member rpm_limit 0');
+        assert.equal((await admin('/team/member_update', { team_id: team, user_id: 'u-inv', rpm_limit: null })).status, 200);
+        await within(a, 200, 'member limit cleared');
+
+        assert.equal((await admin('/team/update', { team_id: team, blocked: true })).status, 200);
+        await within(a, 401, 'team blocked');
+        assert.equal(await call2(b), 200, 'a key outside the team is untouched');
+      } finally {
+        await assertHealthyThenCleanExit(tg2, assert, [MASTER_KEY]);
+      }
+    });
+
     test('no key or secret in the logs; clean exit', async () => {
       await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY]);
     });
