@@ -597,6 +597,34 @@ static int translate_inbound(gw_call_t *c, char *provider, size_t provider_cap)
     return 0;
 }
 
+/* One alias map {"asked": "routed"} (LiteLLM's router also takes {"asked": {"model": "routed"}}). */
+static void alias_step(gw_reqctx_t *rc, const json_t *map)
+{
+    if (map == NULL || !json_is_object(map))
+        return;
+    const json_t *v = json_object_get(map, rc->model);
+    const char *to = json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "model"));
+    if (to != NULL && to[0] != '\0' && strlen(to) < sizeof(rc->model))
+        memcpy(rc->model, to, strlen(to) + 1);
+}
+
+/*
+ * LiteLLM's model aliases, in its order: the config's (litellm_settings.model_alias_map, then
+ * router_settings.model_group_alias), the key's team's model_aliases, the key's aliases. The
+ * allow-lists were checked on the name the client asked for; routing, limits and spend use the
+ * name it maps to.
+ */
+static void apply_aliases(gw_reqctx_t *rc)
+{
+    const gw_config_t *cfg = rc->w->server->cfg;
+    alias_step(rc, json_object_get(cfg->litellm_settings, "model_alias_map"));
+    alias_step(rc, json_object_get(cfg->router_settings, "model_group_alias"));
+    if (rc->principal != NULL) {
+        alias_step(rc, rc->principal->team_aliases);
+        alias_step(rc, rc->principal->aliases);
+    }
+}
+
 static const gw_route_t *route_for(gw_reqctx_t *rc, const char *provider, ad_deployment_t *dep)
 {
     const char *star = NULL;
@@ -776,8 +804,10 @@ static void call_continue(gw_reqctx_t *rc)
         body = c->inbody.data;
         len = c->inbody.len;
     }
-    if (check_body(rc, op, body, len, &c->areq) != 0 || gw_request_check_model(rc) != 0 ||
-        bind_route(c, provider) != 0)
+    if (check_body(rc, op, body, len, &c->areq) != 0 || gw_request_check_model(rc) != 0)
+        return;
+    apply_aliases(rc);
+    if (bind_route(c, provider) != 0)
         return;
     rc->stream = c->areq.stream;
     c->areq.now = (int64_t)time(NULL);

@@ -197,6 +197,7 @@ const char gw_principal_load_sql[] =
                    "ob.rpm_limit AS o_rpm_limit, "
                    "ob.tpm_limit AS o_tpm_limit, ob.max_parallel_requests AS o_max_parallel_requests, "
                    "k.model_max_budget AS k_model_max_budget, k.metadata AS k_metadata, "
+                   "k.aliases AS k_aliases, t.model_aliases AS t_model_aliases, "
                    "tm.budget_id AS m_budget_id, tm.spend AS m_spend, mb.max_budget AS m_max_budget, "
                    "mb.soft_budget AS m_soft_budget, mb.budget_duration AS m_budget_duration, "
                    "mb.budget_reset_at AS m_budget_reset_at, mb.rpm_limit AS m_rpm_limit, "
@@ -270,6 +271,9 @@ gw_principal_t *gw_principal_from_row(const json_t *row)
     p->models = json_is_array(m) ? json_deep_copy(m) : json_array();
     json_t *tm = json_object_get(row, "team_models");
     p->team_models = json_is_array(tm) ? json_deep_copy(tm) : NULL;
+    json_t *ka = json_object_get(row, "k_aliases"), *ta = json_object_get(row, "t_model_aliases");
+    p->aliases = json_is_object(ka) && json_object_size(ka) > 0 ? json_deep_copy(ka) : NULL;
+    p->team_aliases = json_is_object(ta) && json_object_size(ta) > 0 ? json_deep_copy(ta) : NULL;
     p->blocked = json_is_true(json_object_get(row, "blocked"));
     p->team_blocked = json_is_true(json_object_get(row, "team_blocked"));
     p->expires_ms = time_or_zero(row, "expires");
@@ -307,6 +311,8 @@ void gw_principal_release(gw_principal_t *p)
     free(p->user_role);
     json_decref(p->models);
     json_decref(p->team_models);
+    json_decref(p->aliases);
+    json_decref(p->team_aliases);
     gw_model_limits_free(p->model_limits, p->n_model_limits);
     free(p);
 }

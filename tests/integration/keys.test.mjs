@@ -147,6 +147,23 @@ for (const be of backends) {
       assert.equal(ok.status, 200, ok.text);
     });
 
+    test("model aliases: the key's and its team's route the asked name to another model group", async () => {
+      const key = (await admin('/key/generate', { aliases: { fast: 'mock-b' }, models: ['fast', 'mock'] })).json.key;
+      const r = await postJSON(`${tg.url}/v1/chat/completions`, chatBody('fast'), { key });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.model, 'mock-2', 'served by the mock-b group');
+      const plain = await postJSON(`${tg.url}/v1/chat/completions`, chatBody('mock'), { key });
+      assert.equal(plain.json.model, 'mock-1', 'other names are untouched');
+      const other = await postJSON(`${tg.url}/v1/chat/completions`, chatBody('fast'));
+      assert.equal(other.status, 404, 'the alias is the key\'s own, not the proxy\'s');
+
+      const team = (await admin('/team/new', { team_alias: 'aliased', model_aliases: { quick: 'mock-b', fast: 'mock' } })).json.team_id;
+      const tk = (await admin('/key/generate', { team_id: team, aliases: { fast: 'mock-b' } })).json.key;
+      assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chatBody('quick'), { key: tk })).json.model, 'mock-2');
+      // LiteLLM's order: the team's map first, then the key's on what the team's gave (fast → mock)
+      assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chatBody('fast'), { key: tk })).json.model, 'mock-1');
+    });
+
     test('missing, unknown, blocked, expired keys are refused with 401', async () => {
       const none = await request(`${tg.url}/v1/chat/completions`, { method: 'POST', body: chatBody() });
       assert.equal(none.status, 401);
@@ -401,3 +418,37 @@ for (const be of backends) {
     });
   });
 }
+
+describe('config model aliases (litellm_settings.model_alias_map, router_settings.model_group_alias)', () => {
+  let tg;
+  before(async () => {
+    tg = await startTollgate({
+      config: [
+        CONFIG,
+        'litellm_settings:',
+        '  model_alias_map: {gpt-3.5: mock-b}',
+        'router_settings:',
+        '  model_group_alias: {gpt-4: {model: mock, hidden: true}, claude: mock-b}',
+      ].join('\n'),
+    });
+  });
+  after(async () => {
+    if (tg && tg.alive()) await tg.stop('SIGKILL');
+  });
+
+  test('an aliased name is served by the group it names', async () => {
+    const cases = [
+      ['gpt-3.5', 'mock-2'],
+      ['gpt-4', 'mock-1'],
+      ['claude', 'mock-2'],
+      ['mock', 'mock-1'],
+    ];
+    for (const [asked, served] of cases) {
+      const r = await postJSON(`${tg.url}/v1/chat/completions`, chatBody(asked));
+      assert.equal(r.status, 200, `${asked}: ${r.text}`);
+      assert.equal(r.json.model, served, asked);
+    }
+    assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chatBody('gpt-5'))).status, 404);
+    await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY]);
+  });
+});
