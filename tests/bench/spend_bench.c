@@ -1,0 +1,316 @@
+/*
+ * spend_bench.c — CPU per spend record, split by thread: the caller of gw_spend_record (a worker
+ * loop in the gateway) and the writer + store threads that move journal records into the
+ * database. Not run by ctest (timed numbers do not belong in unit tests): build the `spend_bench`
+ * target (a build with TOLLGATE_TESTS=ON; use an -O2 one) and run it.
+ *
+ *     spend_bench [records per run, default 20000] [rounds, default 3]
+ *
+ * Each round opens a fresh database (SQLite in a temporary directory; with DATABASE_URL set, a
+ * new PostgreSQL database on that server, dropped afterwards), migrates it, seeds a key with a
+ * user, a team, a membership and an organization, then runs two workloads:
+ *
+ *   master  records without an owner (the master key: what the priced gateway bench sends)
+ *   key     records of the seeded key, with end users drawn from 50 (every hierarchy UPDATE runs)
+ *
+ * A workload writes all its records first while the writer sleeps (writer_ms is a minute), timing
+ * the calling thread, then wakes the writer and waits until everything is in the store, timing
+ * every thread of the process by its CPU clock. It prints one line per workload and round and a
+ * JSON summary with the medians:
+ *   record_us    CPU µs per gw_spend_record on the calling thread (format + write(2));
+ *   writer_us    CPU µs per record on the writer thread (reading and decoding the journal);
+ *   store_us     CPU µs per record on the store thread (SQL: tg-store);
+ *   apply_us     writer_us + store_us: the background cost of one record;
+ *   records/s    records stored per second of wall time while draining.
+ * The sync thread is off (sync_mode none): fdatasync is disk time, not the code's CPU.
+ */
+#include <dirent.h>
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/spend.h"
+#include "gateway/store.h"
+
+#define MAX_THREADS 64
+
+typedef struct thread_cpu {
+    pid_t tid;
+    char name[32];
+    double s;
+} thread_cpu_t;
+
+/* Every thread of this process with its name and CPU seconds (per-thread CPU clocks, ns). */
+static size_t threads_now(thread_cpu_t *out)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < MAX_THREADS) {
+        if (e->d_name[0] == '.')
+            continue;
+        pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+        char path[96];
+        snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        char name[32] = "";
+        if (fgets(name, sizeof(name), f) != NULL)
+            name[strcspn(name, "\n")] = '\0';
+        fclose(f);
+        /* the kernel's per-thread CPU clock id of any thread of this process */
+        clockid_t cid = (clockid_t)((~(unsigned)tid << 3) | 6u);
+        struct timespec ts;
+        if (clock_gettime(cid, &ts) != 0)
+            continue;
+        out[n].tid = tid;
+        snprintf(out[n].name, sizeof(out[n].name), "%s", name);
+        out[n].s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double self_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void admin_sql(const char *url, const char *sql)
+{
+    PGconn *c = PQconnectdb(url);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "spend_bench: %s: %s\n", sql, PQerrorMessage(c));
+        exit(1);
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+typedef struct sql_job {
+    const char *sql;
+} sql_job_t;
+
+static int run_sql(gw_store_conn_t *c, void *ud)
+{
+    return gw_store_exec(c, ((sql_job_t *)ud)->sql, NULL, 0, NULL);
+}
+
+static void exec_sql(gw_store_t *s, const char *sql)
+{
+    sql_job_t j = {sql};
+    char err[512];
+    if (gw_store_run(s, run_sql, &j, err, sizeof(err)) != GW_STORE_OK) {
+        fprintf(stderr, "spend_bench: %s: %s\n", sql, err);
+        exit(1);
+    }
+}
+
+#define TOKEN "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+
+typedef struct result {
+    double record_us, writer_us, store_us, rps;
+} result_t;
+
+static int run_workload(const char *dir, gw_store_t *store, int keyed, long n, int round, result_t *res)
+{
+    gw_spend_settings_t set = {.instance_id = keyed ? "bench-key" : "bench-master",
+                               .sync_mode = GW_SPEND_SYNC_NONE,
+                               .writer_ms = 60000,
+                               .retry_min_ms = 10,
+                               .retry_max_ms = 100,
+                               .rotate_bytes = 1ull << 30,
+                               .close_drain_ms = 60000};
+    char err[512] = "";
+    gw_spend_t *sp = gw_spend_open(dir, store, &set, err, sizeof(err));
+    if (sp == NULL) {
+        fprintf(stderr, "spend_bench: %s\n", err);
+        return -1;
+    }
+    if (gw_spend_wait_drained(sp, 10000) != 0) /* the writer's first (empty) step */
+        return -1;
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    double t0 = self_cpu_s();
+    for (long i = 0; i < n; i++) {
+        char id[64], eu[32];
+        snprintf(id, sizeof(id), "chatcmpl-%d-%d-%08ld-5b1c0e3f9a2d4e6f8a7b", round, keyed, i);
+        snprintf(eu, sizeof(eu), "customer-%ld", i % 50);
+        gw_spend_rec_t r = {.request_id = id,
+                            .call_type = "acompletion",
+                            .key_hash = keyed ? TOKEN : NULL,
+                            .key_alias = keyed ? "bench-key" : NULL,
+                            .user_id = keyed ? "bench-user" : NULL,
+                            .team_id = keyed ? "bench-team" : NULL,
+                            .org_id = keyed ? "bench-org" : NULL,
+                            .end_user = keyed ? eu : NULL,
+                            .model_group = "bench-priced",
+                            .model = "bench-model",
+                            .provider = "openai",
+                            .prompt_tokens = 212,
+                            .completion_tokens = 96,
+                            .spend_micros = 1490,
+                            .start_ms = now_ms + i,
+                            .end_ms = now_ms + i + 3,
+                            .stream = 0};
+        if (gw_spend_record(sp, &r) != GW_SPEND_OK) {
+            fprintf(stderr, "spend_bench: record %ld failed\n", i);
+            return -1;
+        }
+    }
+    res->record_us = (self_cpu_s() - t0) * 1e6 / (double)n;
+
+    thread_cpu_t before[MAX_THREADS], after[MAX_THREADS];
+    size_t nb = threads_now(before);
+    double w0 = now_s();
+    if (gw_spend_wait_drained(sp, 600000) != 0) {
+        fprintf(stderr, "spend_bench: the writer did not drain\n");
+        return -1;
+    }
+    double wall = now_s() - w0;
+    size_t na = threads_now(after);
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    double store_s = 0, writer_s = 0;
+    for (size_t i = 0; i < na; i++) {
+        double was = 0;
+        for (size_t k = 0; k < nb; k++)
+            if (before[k].tid == after[i].tid)
+                was = before[k].s;
+        double d = after[i].s - was;
+        if (after[i].tid == self)
+            continue;
+        if (strcmp(after[i].name, "tg-store") == 0)
+            store_s += d;
+        else
+            writer_s += d; /* the writer is the only other busy thread (no sync thread) */
+    }
+    gw_spend_stats_t st;
+    gw_spend_stats(sp, &st);
+    gw_spend_close(sp);
+    if (st.records_inserted != (uint64_t)n) {
+        fprintf(stderr, "spend_bench: %llu of %ld records inserted\n",
+                (unsigned long long)st.records_inserted, n);
+        return -1;
+    }
+    res->writer_us = writer_s * 1e6 / (double)n;
+    res->store_us = store_s * 1e6 / (double)n;
+    res->rps = (double)n / wall;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 20000;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 3;
+    if (n <= 0 || rounds <= 0 || rounds > 100) {
+        fprintf(stderr, "usage: spend_bench [records > 0] [rounds 1-100]\n");
+        return 2;
+    }
+    const char *base = getenv("DATABASE_URL");
+    int pg = base != NULL && *base != '\0';
+    result_t r[2][100];
+    for (int round = 0; round < rounds; round++) {
+        char dir[256], url[1024] = "", dbname[64] = "";
+        snprintf(dir, sizeof(dir), "%s/tg-spend-bench.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (mkdtemp(dir) == NULL) {
+            perror("mkdtemp");
+            return 1;
+        }
+        if (pg) {
+            snprintf(dbname, sizeof(dbname), "tg_spend_bench_%d_%d", (int)getpid(), round);
+            const char *slash = strrchr(base, '/'), *query = slash ? strchr(slash, '?') : NULL;
+            if (slash == NULL) {
+                fprintf(stderr, "spend_bench: DATABASE_URL needs a /database\n");
+                return 1;
+            }
+            snprintf(url, sizeof(url), "%.*s/%s%s", (int)(slash - base), base, dbname, query ? query : "");
+            char sql[128];
+            snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", dbname);
+            admin_sql(base, sql);
+        }
+        char err[512] = "";
+        gw_store_t *store = gw_store_open_url(pg ? url : NULL, dir, err, sizeof(err));
+        if (store == NULL || gw_store_migrate(store, NULL, err, sizeof(err)) != GW_STORE_OK) {
+            fprintf(stderr, "spend_bench: %s\n", err);
+            return 1;
+        }
+        exec_sql(
+            store,
+            "INSERT INTO organizations (organization_id, organization_alias) VALUES ('bench-org', 'Bench')");
+        exec_sql(store, "INSERT INTO teams (team_id, organization_id) VALUES ('bench-team', 'bench-org')");
+        exec_sql(store, "INSERT INTO users (user_id) VALUES ('bench-user')");
+        exec_sql(store, "INSERT INTO team_membership (user_id, team_id) VALUES ('bench-user', 'bench-team')");
+        exec_sql(store, "INSERT INTO keys (token, key_alias, user_id, team_id) VALUES ('" TOKEN
+                        "', 'bench-key', 'bench-user', 'bench-team')");
+        for (int keyed = 0; keyed < 2; keyed++) {
+            if (run_workload(dir, store, keyed, n, round, &r[keyed][round]) != 0)
+                return 1;
+            result_t *x = &r[keyed][round];
+            printf("round %d %-6s record %6.2f us  writer %6.2f us  store %6.2f us  apply %6.2f us  %8.0f "
+                   "records/s\n",
+                   round + 1, keyed ? "key" : "master", x->record_us, x->writer_us, x->store_us,
+                   x->writer_us + x->store_us, x->rps);
+            fflush(stdout);
+        }
+        gw_store_close(store);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (pg) {
+            char sql[128];
+            snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", dbname);
+            admin_sql(base, sql);
+        }
+    }
+    printf("{\"backend\":\"%s\",\"records\":%ld,\"rounds\":%d", pg ? "postgres" : "sqlite", n, rounds);
+    for (int keyed = 0; keyed < 2; keyed++) {
+        double rec[100], wr[100], stv[100], ap[100], rps[100];
+        for (int i = 0; i < rounds; i++) {
+            rec[i] = r[keyed][i].record_us;
+            wr[i] = r[keyed][i].writer_us;
+            stv[i] = r[keyed][i].store_us;
+            ap[i] = r[keyed][i].writer_us + r[keyed][i].store_us;
+            rps[i] = r[keyed][i].rps;
+        }
+        printf(",\"%s\":{\"record_us\":%.2f,\"writer_us\":%.2f,\"store_us\":%.2f,\"apply_us\":%.2f,"
+               "\"records_per_s\":%.0f}",
+               keyed ? "key" : "master", median(rec, rounds), median(wr, rounds), median(stv, rounds),
+               median(ap, rounds), median(rps, rounds));
+    }
+    printf("}\n");
+    return 0;
+}
