@@ -465,6 +465,8 @@ static PGresult *run_cached(pg_t *p, const char *sql, const gw_store_param_t *pr
     *st = params_build(&pp, prm, n, err, errlen);
     PGresult *r = NULL;
     for (int attempt = 0; *st == GW_STORE_OK && attempt < 2; attempt++) {
+        if (attempt > 0) /* the second attempt prepares the statement afresh */
+            snprintf(err, errlen, "%s", "");
         pcached_t *e = cache_get(p, sql, pp.types, n, st, err, errlen);
         if (e == NULL)
             break;
@@ -483,6 +485,8 @@ static PGresult *run_cached(pg_t *p, const char *sql, const gw_store_param_t *pr
                                 "postgres: a cached statement went out of date (schema change); retry");
             break;
         }
+        if (attempt == 0)
+            *st = GW_STORE_OK; /* retry once, outside a transaction */
     }
     params_free(&pp);
     if (*st != GW_STORE_OK) {

@@ -29,6 +29,7 @@
 
 typedef struct cached {
     uint64_t hash;
+    const char *src; /* the caller's pointer it was last found by: tried first, then compared */
     char *sql;
     sqlite3_stmt *st;
     uint64_t used; /* tick of the last use: LRU */
@@ -348,8 +349,9 @@ static json_t *column_value(sqlite3_stmt *st, int i)
 static int step_query(sqlite3 *db, sqlite3_stmt *st, json_t **rows, char *err, size_t errlen)
 {
     json_t *out = json_array();
-    int rc, ncol = sqlite3_column_count(st);
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int ncol = sqlite3_column_count(st); /* after the step: it may have recompiled (schema change) */
         json_t *row = json_object();
         for (int i = 0; i < ncol; i++)
             json_object_set_new(row, sqlite3_column_name(st, i), column_value(st, i));
@@ -379,11 +381,21 @@ static int lite_query(void *h, const char *sql, const gw_store_param_t *p, size_
 /* The cached statement for sql, compiled (and an older one evicted) when it is not there. */
 static int lookup(lite_t *l, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
 {
-    uint64_t hash = gw_store_stmt_hash(sql, NULL, 0);
     l->tick++;
+    /* callers pass the same constant text every time: a pointer match confirmed by strcmp
+     * (vectorised) is cheaper than hashing a long INSERT byte by byte for every row */
+    for (size_t i = 0; i < l->ncache; i++) {
+        if (l->cache[i].src == sql && strcmp(l->cache[i].sql, sql) == 0) {
+            l->cache[i].used = l->tick;
+            *out = l->cache[i].st;
+            return GW_STORE_OK;
+        }
+    }
+    uint64_t hash = gw_store_stmt_hash(sql, NULL, 0);
     for (size_t i = 0; i < l->ncache; i++) {
         if (l->cache[i].hash == hash && strcmp(l->cache[i].sql, sql) == 0) {
             l->cache[i].used = l->tick;
+            l->cache[i].src = sql;
             *out = l->cache[i].st;
             return GW_STORE_OK;
         }
@@ -408,7 +420,7 @@ static int lookup(lite_t *l, const char *sql, sqlite3_stmt **out, char *err, siz
     } else {
         l->ncache++;
     }
-    l->cache[slot] = (cached_t){.hash = hash, .sql = copy, .st = st, .used = l->tick};
+    l->cache[slot] = (cached_t){.hash = hash, .src = sql, .sql = copy, .st = st, .used = l->tick};
     l->prepares++;
     *out = st;
     return GW_STORE_OK;
