@@ -11,9 +11,15 @@
  * writer publishes (for gw_spend_wait_drained) and the writer's wake-up flag.
  *
  * Idempotency lives in the database: spend_logs.request_id is the primary key; the counters
- * move only for rows the INSERT … ON CONFLICT DO NOTHING RETURNING reported as new, in the same
- * transaction. The checkpoint is only an optimisation of where to resume; replaying from any
- * earlier point is harmless.
+ * move only for rows the INSERT … ON CONFLICT DO NOTHING reported as new (SQLite: the row's
+ * change count; PostgreSQL: RETURNING), in the same transaction. The checkpoint is only an
+ * optimisation of where to resume; replaying from any earlier point is harmless.
+ *
+ * Cost. The writer's path is built to be cheap per record: a journal line is decoded in place
+ * (format 2, below: split on tabs, no JSON, no allocation), a batch's request ids are
+ * deduplicated in an open-addressing set, its sums live in one hash table, and every statement
+ * is a prepared statement kept by the store (gw_store_exec_cached). tests/bench/spend_bench.c
+ * measures it; the README has the figures.
  */
 #include "gateway/spend.h"
 
