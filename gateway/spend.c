@@ -417,6 +417,28 @@ static int parse_num(const char *s, const char *e, int base, uint64_t max, uint6
     return 0;
 }
 
+/*
+ * 1 when [p, e) is what put_field writes: valid UTF-8 without control characters. A line that
+ * passes its checksum but not this was not written by us (or by a buggy writer); refusing it
+ * keeps text the database would reject (PostgreSQL refuses invalid UTF-8) out of a batch, where
+ * it would fail the batch again at every retry.
+ */
+static int clean_text(const char *p, const char *e)
+{
+    const unsigned char *u = (const unsigned char *)p, *end = (const unsigned char *)e;
+    while (u < end) {
+        if (*u >= 0x20 && *u < 0x7F) {
+            u++;
+            continue;
+        }
+        size_t k = *u < 0x80 ? 0 : utf8_len(u, (size_t)(end - u));
+        if (k == 0)
+            return 0;
+        u += k;
+    }
+    return 1;
+}
+
 /* Format 2: splits the payload [p, end) on tabs in place. */
 static int decode_v2(char *p, char *end, gw_spend_rec_t *out)
 {
@@ -426,7 +448,7 @@ static int decode_v2(char *p, char *end, gw_spend_rec_t *out)
         if (tab == NULL && f < N_FIELDS - 1)
             return -1; /* too few fields */
         if (f < N_STRS) {
-            if (e - p > GW_SPEND_MAX_FIELD)
+            if (e - p > GW_SPEND_MAX_FIELD || !clean_text(p, e))
                 return -1;
             *e = '\0';
             *str_slot(out, f) = p;

@@ -323,6 +323,10 @@ Test(spend_format, v2_structure)
         {STRS "\t1\t2\t3\t4\t99999999999999999999\t6\t7\t0\t1", 0}, /* past the bound */
         {"\tacompletion\t\t\t\t\t\t\tg\tm\topenai\t\t\tsuccess\t1\t2\t3\t4\t5\t6\t7\t0\t1", 0}, /* no id */
         {"", 0},
+        {"id-1\tacomp\x01letion\t\t\t\t\t\t\tg\tm\topenai\t\t\tsuccess\t1\t2\t3\t4\t5\t6\t7\t0\t1", 0},
+        {"id-1\tacompletion\t\t\t\t\t\t\tg\tm\xff\topenai\t\t\tsuccess\t1\t2\t3\t4\t5\t6\t7\t0\t1", 0},
+        {"id-1\tacompletion\t\t\t\t\t\t\tg\tm\topenai\t\t\tsuccess\t1\t2\t3\t4\t5\t6\t7\t0\t1\n",
+         0}, /* a newline */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         frame('2', cases[i].payload, line, sizeof(line));
@@ -348,6 +352,61 @@ Test(spend_format, v2_structure)
     frame('2', payload, line, sizeof(line));
     cr_assert_neq(decode_str(line, &d, work, sizeof(work)), 0);
 #undef STRS
+}
+
+/*
+ * Random payloads with valid checksums (the checksum guards against torn and rotted lines, not
+ * against a decoder bug): fields of random bytes — tabs, NULs, high bytes —, random counts, and
+ * random cuts of a valid line. The decoder must never read out of bounds (ASan) and whatever it
+ * accepts must be within its stated bounds.
+ */
+Test(spend_format, random_payloads)
+{
+    static const char alphabet[] = "\t\t\t\t0123456789-x\x01\x80\xff{}\":, ";
+    char payload[1024], line[GW_SPEND_MAX_LINE], good[GW_SPEND_MAX_LINE], id[32];
+    unsigned seed = 12345;
+    gw_spend_rec_t r = rec_n(1, id, sizeof(id)), d;
+    int gl = gw_spend_format(&r, good, sizeof(good));
+    const char *gp = strchr(strchr(good + 3, ' ') + 1, ' ') + 1; /* the good payload */
+    size_t gplen = (size_t)(good + gl - 1 - gp);
+    int accepted = 0;
+    for (int it = 0; it < 20000; it++) {
+        size_t n;
+        if (it % 2 == 0) { /* random bytes */
+            n = (size_t)(rand_r(&seed) % 200);
+            for (size_t i = 0; i < n; i++)
+                payload[i] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+        } else { /* a valid payload, cut and with one byte replaced */
+            n = (size_t)(rand_r(&seed) % (gplen + 1));
+            memcpy(payload, gp, n);
+            if (n > 0)
+                payload[rand_r(&seed) % n] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+        }
+        char v = it % 7 == 0 ? '1' : '2';
+        int h = snprintf(line, sizeof(line), "S%c %zu %08x ", v, n, gw_spend_crc32c(payload, n));
+        memcpy(line + h, payload, n);
+        size_t len = (size_t)h + n;
+        /* exact-size heap copy: ASan sees any read past the line */
+        char *heap = malloc(len ? len : 1);
+        memcpy(heap, line, len);
+        if (gw_spend_decode(heap, len, &d) == 0) {
+            accepted++;
+            const char *strs[] = {d.request_id, d.call_type, d.key_hash, d.key_alias,   d.user_id,
+                                  d.team_id,    d.org_id,    d.end_user, d.model_group, d.model,
+                                  d.provider,   d.model_id,  d.api_base, d.status};
+            for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
+                cr_assert_not_null(strs[k]);
+                cr_assert_leq(strlen(strs[k]), GW_SPEND_MAX_FIELD);
+                for (const unsigned char *u = (const unsigned char *)strs[k]; v == '2' && *u; u++)
+                    cr_assert(*u >= 0x20 && *u != 0x7F && *u != 0x80 && *u != 0xFF, "byte %02x accepted", *u);
+            }
+            cr_assert_gt(strlen(d.request_id), 0);
+            cr_assert(d.spend_micros >= 0 && d.start_ms >= 0 && d.end_ms >= 0 && d.prompt_tokens >= 0);
+            cr_assert(d.stream == 0 || d.stream == 1);
+        }
+        free(heap);
+    }
+    cr_assert_gt(accepted, 0, "some valid lines survive a replaced byte (e.g. a digit for a digit)");
 }
 
 /* Lines written by the previous version (format 1, JSON) still decode. */
