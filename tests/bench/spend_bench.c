@@ -21,7 +21,9 @@
  *   writer_us    CPU µs per record on the writer thread (reading and decoding the journal);
  *   store_us     CPU µs per record on the store thread (SQL: tg-store);
  *   apply_us     writer_us + store_us: the background cost of one record;
- *   records/s    records stored per second of wall time while draining.
+ *   records/s    records stored per second of wall time while draining;
+ *   server_us    PostgreSQL only, when the server runs on this machine: CPU µs per record of the
+ *                store's server process (from /proc, 10 ms ticks), -1 when it cannot be read.
  * The sync thread is off (sync_mode none): fdatasync is disk time, not the code's CPU.
  */
 #include <dirent.h>
@@ -134,8 +136,49 @@ static void exec_sql(gw_store_t *s, const char *sql)
 #define TOKEN "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 typedef struct result {
-    double record_us, writer_us, store_us, rps;
+    double record_us, writer_us, store_us, rps, server_us;
 } result_t;
+
+typedef struct pid_job {
+    json_t *rows;
+} pid_job_t;
+
+static int backend_pid_job(gw_store_conn_t *c, void *ud)
+{
+    return gw_store_query(c, "SELECT pg_backend_pid() AS pid", NULL, 0, &((pid_job_t *)ud)->rows);
+}
+
+/* The PostgreSQL server process serving the store's connection; 0 when not PostgreSQL. */
+static long backend_pid(gw_store_t *store)
+{
+    if (gw_store_kind(store) != GW_STORE_POSTGRES)
+        return 0;
+    pid_job_t j = {0};
+    char err[256];
+    long pid = 0;
+    if (gw_store_run(store, backend_pid_job, &j, err, sizeof(err)) == GW_STORE_OK)
+        pid = (long)json_integer_value(json_object_get(json_array_get(j.rows, 0), "pid"));
+    json_decref(j.rows);
+    return pid;
+}
+
+/* utime + stime of a process in seconds, -1 when unreadable (another machine, permissions). */
+static double proc_cpu_s(long pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+    if (f == NULL)
+        return -1;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    char *p = strrchr(line, ')');
+    unsigned long ut, st;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 static int run_workload(const char *dir, gw_store_t *store, int keyed, long n, int round, result_t *res)
 {
@@ -185,6 +228,8 @@ static int run_workload(const char *dir, gw_store_t *store, int keyed, long n, i
     res->record_us = (self_cpu_s() - t0) * 1e6 / (double)n;
 
     thread_cpu_t before[MAX_THREADS], after[MAX_THREADS];
+    long server = backend_pid(store);
+    double srv0 = proc_cpu_s(server);
     size_t nb = threads_now(before);
     double w0 = now_s();
     if (gw_spend_wait_drained(sp, 600000) != 0) {
@@ -193,6 +238,8 @@ static int run_workload(const char *dir, gw_store_t *store, int keyed, long n, i
     }
     double wall = now_s() - w0;
     size_t na = threads_now(after);
+    double srv1 = proc_cpu_s(server);
+    res->server_us = srv0 >= 0 && srv1 >= 0 ? (srv1 - srv0) * 1e6 / (double)n : -1;
     pid_t self = (pid_t)syscall(SYS_gettid);
     double store_s = 0, writer_s = 0;
     for (size_t i = 0; i < na; i++) {
@@ -283,9 +330,9 @@ int main(int argc, char **argv)
                 return 1;
             result_t *x = &r[keyed][round];
             printf("round %d %-6s record %6.2f us  writer %6.2f us  store %6.2f us  apply %6.2f us  %8.0f "
-                   "records/s\n",
+                   "records/s  server %6.2f us\n",
                    round + 1, keyed ? "key" : "master", x->record_us, x->writer_us, x->store_us,
-                   x->writer_us + x->store_us, x->rps);
+                   x->writer_us + x->store_us, x->rps, x->server_us);
             fflush(stdout);
         }
         gw_store_close(store);
@@ -298,18 +345,19 @@ int main(int argc, char **argv)
     }
     printf("{\"backend\":\"%s\",\"records\":%ld,\"rounds\":%d", pg ? "postgres" : "sqlite", n, rounds);
     for (int keyed = 0; keyed < 2; keyed++) {
-        double rec[100], wr[100], stv[100], ap[100], rps[100];
+        double rec[100], wr[100], stv[100], ap[100], rps[100], srv[100];
         for (int i = 0; i < rounds; i++) {
             rec[i] = r[keyed][i].record_us;
             wr[i] = r[keyed][i].writer_us;
             stv[i] = r[keyed][i].store_us;
             ap[i] = r[keyed][i].writer_us + r[keyed][i].store_us;
             rps[i] = r[keyed][i].rps;
+            srv[i] = r[keyed][i].server_us;
         }
         printf(",\"%s\":{\"record_us\":%.2f,\"writer_us\":%.2f,\"store_us\":%.2f,\"apply_us\":%.2f,"
-               "\"records_per_s\":%.0f}",
+               "\"records_per_s\":%.0f,\"server_us\":%.2f}",
                keyed ? "key" : "master", median(rec, rounds), median(wr, rounds), median(stv, rounds),
-               median(ap, rounds), median(rps, rounds));
+               median(ap, rounds), median(rps, rounds), median(srv, rounds));
     }
     printf("}\n");
     return 0;
