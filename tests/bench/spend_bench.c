@@ -15,7 +15,8 @@
  *
  * A workload writes all its records first while the writer sleeps (writer_ms is a minute), timing
  * the calling thread, then wakes the writer and waits until everything is in the store, timing
- * every thread of the process by its CPU clock. It prints one line per workload and round and a
+ * every thread of the process by its CPU clock. Request ids are random UUIDv4 like the gateway's
+ * (SPEND_BENCH_IDS=ordered: time-ordered ones instead). It prints one line per workload and round and a
  * JSON summary with the medians:
  *   record_us    CPU µs per gw_spend_record on the calling thread (format + write(2));
  *   writer_us    CPU µs per record on the writer thread (reading and decoding the journal);
@@ -135,6 +136,30 @@ static void exec_sql(gw_store_t *s, const char *sql)
 
 #define TOKEN "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
+/*
+ * Request ids like the gateway's: random UUIDv4 (the default: spend_logs' primary key then gets
+ * inserts all over its index, as in production), or with SPEND_BENCH_IDS=ordered time-ordered
+ * ones (UUIDv7's layout: the millisecond first), to see what the key's order costs.
+ */
+static void request_id(char *out, size_t cap, int round, int keyed, long i, int64_t ms)
+{
+    static int ordered = -1;
+    if (ordered < 0) {
+        const char *e = getenv("SPEND_BENCH_IDS");
+        ordered = e != NULL && strcmp(e, "ordered") == 0;
+    }
+    /* splitmix64 of (round, keyed, i): distinct and well spread */
+    uint64_t z = ((uint64_t)round << 40) ^ ((uint64_t)keyed << 36) ^ (uint64_t)i;
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    uint64_t hi = ordered ? ((uint64_t)ms << 16) | ((uint64_t)i & 0xFFFF) : z;
+    snprintf(out, cap, "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(hi >> 32), (unsigned)(hi >> 16) & 0xFFFF,
+             (unsigned)hi & 0xFFF, (unsigned)(0x8000 | (z >> 48 & 0x3FFF)),
+             (unsigned long long)(z ^ (uint64_t)i) & 0xFFFFFFFFFFFFull);
+}
+
 typedef struct result {
     double record_us, writer_us, store_us, rps, server_us;
 } result_t;
@@ -201,7 +226,7 @@ static int run_workload(const char *dir, gw_store_t *store, int keyed, long n, i
     double t0 = self_cpu_s();
     for (long i = 0; i < n; i++) {
         char id[64], eu[32];
-        snprintf(id, sizeof(id), "chatcmpl-%d-%d-%08ld-5b1c0e3f9a2d4e6f8a7b", round, keyed, i);
+        request_id(id, sizeof(id), round, keyed, i, now_ms + i);
         snprintf(eu, sizeof(eu), "customer-%ld", i % 50);
         gw_spend_rec_t r = {.request_id = id,
                             .call_type = "acompletion",
