@@ -26,7 +26,12 @@
  * can hold no tab or newline, then decimal numbers; spend.c lists them). The leading "S<n>" is
  * the format version: lines of format 1 (a JSON payload, written by earlier versions) are still
  * read, so a journal left by an older version is replayed after an upgrade; fields are only ever
- * appended to format 2 and a reader ignores fields it does not know.
+ * appended to format 2 and a reader ignores fields it does not know. The other way does not
+ * work: a version from before format 2 skips format 2 lines as corrupt, so before going back to
+ * one, stop this version cleanly and let its journal drain into the store (gw_spend_close waits
+ * up to close_drain_ms; readiness/stats show backlog_bytes) — a backlog left behind would not
+ * be billed. A format 2 line whose text is not what the writer writes (valid UTF-8 without
+ * control characters) is skipped as corrupt, so that it cannot fail every retry of its batch.
  * A line that is incomplete (no newline: torn by kill -9) or whose length or checksum does not
  * match is skipped and counted, never parsed. Earlier files are never appended to again, so a
  * torn tail cannot swallow later records. spend-<instance>.checkpoint holds "<seq> <offset>"
