@@ -29,8 +29,8 @@
  * appended to format 2 and a reader ignores fields it does not know. The other way does not
  * work: a version from before format 2 skips format 2 lines as corrupt, so before going back to
  * one, stop this version cleanly and let its journal drain into the store (gw_spend_close waits
- * up to close_drain_ms; readiness/stats show backlog_bytes) — a backlog left behind would not
- * be billed. A format 2 line whose text is not what the writer writes (valid UTF-8 without
+ * up to close_drain_ms and logs when records remain) — a backlog left behind would not be
+ * billed. A format 2 line whose text is not what the writer writes (valid UTF-8 without
  * control characters) is skipped as corrupt, so that it cannot fail every retry of its batch.
  * A line that is incomplete (no newline: torn by kill -9) or whose length or checksum does not
  * match is skipped and counted, never parsed. Earlier files are never appended to again, so a
