@@ -11,9 +11,15 @@
  * writer publishes (for gw_spend_wait_drained) and the writer's wake-up flag.
  *
  * Idempotency lives in the database: spend_logs.request_id is the primary key; the counters
- * move only for rows the INSERT … ON CONFLICT DO NOTHING RETURNING reported as new, in the same
- * transaction. The checkpoint is only an optimisation of where to resume; replaying from any
- * earlier point is harmless.
+ * move only for rows the INSERT … ON CONFLICT DO NOTHING reported as new (SQLite: the row's
+ * change count; PostgreSQL: RETURNING), in the same transaction. The checkpoint is only an
+ * optimisation of where to resume; replaying from any earlier point is harmless.
+ *
+ * Cost. The writer's path is built to be cheap per record: a journal line is decoded in place
+ * (format 2, below: split on tabs, no JSON, no allocation), a batch's request ids are
+ * deduplicated in an open-addressing set, its sums live in one hash table, and every statement
+ * is a prepared statement kept by the store (gw_store_exec_cached). tests/bench/spend_bench.c
+ * measures it; the README has the figures.
  */
 #include "gateway/spend.h"
 
@@ -32,10 +38,11 @@
 #include <unistd.h>
 
 #define READ_BUF (1u << 20)    /* bytes the writer reads per step: the ceiling of one batch */
-#define INSERT_CHUNK 40        /* spend_logs rows per INSERT statement */
 #define LOUD_EVERY_MS 10000    /* loud logs repeat at most this often */
 #define MAX_TOKENS (1LL << 40) /* sanity bounds of a parsed record */
 #define MAX_MICROS (1LL << 50)
+#define PG_SHAPES_MAX 7 /* see PG_SHAPES */
+#define PG_CHUNK_MAX 64 /* see PG_CHUNK */
 
 struct gw_spend {
     gw_store_t *store;
@@ -65,10 +72,16 @@ struct gw_spend {
     pthread_t writer, syncer;
     int writer_started, syncer_started;
 
-    /* writer-only */
+    /* writer-only (the store thread uses them while the writer waits in gw_store_run) */
     int rd_fd;
     uint64_t rd_seq;
-    char *buf;
+    char *buf;            /* READ_BUF bytes of journal; decoded records point into it */
+    gw_spend_rec_t *recs; /* batch_max decoded records */
+    unsigned char *fresh; /* batch_max flags: inserted by this batch */
+    uint32_t *ids;        /* open-addressing set of the batch's request ids (index + 1) */
+    size_t id_mask;
+    char *ins_sql[PG_SHAPES_MAX]; /* spend_logs INSERT texts by shape (store thread) */
+    char *meta;                   /* metadata JSON buffers, PG_CHUNK_MAX rows (store thread) */
     uint64_t last_loud_ms;
 
     /* stats (atomics) */
@@ -146,6 +159,105 @@ uint32_t gw_spend_crc32c(const void *buf, size_t len)
 
 /* ---- record format -------------------------------------------------------------------------- */
 
+/*
+ * Line format 2 (written since this version):
+ *     S2 <payload length, decimal> <CRC-32C of payload, 8 hex> <payload>\n
+ * The payload is GW_SPEND_FIELDS fields separated by tabs, in the order of field_order below:
+ * the strings first (cut to GW_SPEND_MAX_FIELD bytes, control characters as spaces, invalid UTF-8
+ * as '?', so no field can hold a tab or a newline and nothing needs escaping), then the numbers
+ * in decimal. Fields are only ever appended: a reader takes the ones it knows and ignores any
+ * after them. Reading one is a split on tabs and a few bounded number parses, no allocation —
+ * the JSON of format 1 made the writer spend more time in jansson and malloc than in SQLite.
+ *
+ * Line format 1 (older versions) is still read: "S1 <len> <crc> <JSON object>\n", decoded with
+ * jansson. A journal written by an older version is therefore replayed by this one unchanged.
+ */
+enum {
+    F_ID,
+    F_CALL_TYPE,
+    F_KEY,
+    F_KEY_ALIAS,
+    F_USER,
+    F_TEAM,
+    F_ORG,
+    F_END_USER,
+    F_MODEL_GROUP,
+    F_MODEL,
+    F_PROVIDER,
+    F_MODEL_ID,
+    F_API_BASE,
+    F_STATUS,
+    N_STRS, /* the strings end here; the numbers follow */
+    F_PT = N_STRS,
+    F_CT,
+    F_CRT,
+    F_CCT,
+    F_SPEND,
+    F_START,
+    F_END,
+    F_FIRST,
+    F_STREAM,
+    N_FIELDS,
+};
+
+/* The string fields of a record, by F_ index. */
+static const char **str_slot(gw_spend_rec_t *r, int f)
+{
+    switch (f) {
+    case F_ID:
+        return &r->request_id;
+    case F_CALL_TYPE:
+        return &r->call_type;
+    case F_KEY:
+        return &r->key_hash;
+    case F_KEY_ALIAS:
+        return &r->key_alias;
+    case F_USER:
+        return &r->user_id;
+    case F_TEAM:
+        return &r->team_id;
+    case F_ORG:
+        return &r->org_id;
+    case F_END_USER:
+        return &r->end_user;
+    case F_MODEL_GROUP:
+        return &r->model_group;
+    case F_MODEL:
+        return &r->model;
+    case F_PROVIDER:
+        return &r->provider;
+    case F_MODEL_ID:
+        return &r->model_id;
+    case F_API_BASE:
+        return &r->api_base;
+    default:
+        return &r->status;
+    }
+}
+
+/* The numeric fields, by F_ index (F_STREAM is handled apart: it is an int). */
+static int64_t *num_slot(gw_spend_rec_t *r, int f)
+{
+    switch (f) {
+    case F_PT:
+        return &r->prompt_tokens;
+    case F_CT:
+        return &r->completion_tokens;
+    case F_CRT:
+        return &r->cache_read_tokens;
+    case F_CCT:
+        return &r->cache_creation_tokens;
+    case F_SPEND:
+        return &r->spend_micros;
+    case F_START:
+        return &r->start_ms;
+    case F_END:
+        return &r->end_ms;
+    default:
+        return &r->first_token_ms;
+    }
+}
+
 typedef struct out {
     char *p;
     size_t len, cap;
@@ -160,11 +272,6 @@ static void put(out_t *o, const char *s, size_t n)
     }
     memcpy(o->p + o->len, s, n);
     o->len += n;
-}
-
-static void puts_(out_t *o, const char *s)
-{
-    put(o, s, strlen(s));
 }
 
 /* Length of the valid UTF-8 sequence at s (max n bytes), 0 when invalid. */
@@ -197,57 +304,55 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 }
 
 /*
- * A JSON string of s cut to GW_SPEND_MAX_FIELD bytes: control characters become spaces and
- * invalid UTF-8 becomes '?', so the reader (jansson, strict) can always parse what we wrote.
+ * s cut to GW_SPEND_MAX_FIELD bytes, control characters (tab and newline among them) as spaces
+ * and invalid UTF-8 as '?': the result holds no separator and is valid UTF-8 for the database.
  */
-static void put_str(out_t *o, const char *s)
+static void put_field(out_t *o, const char *s)
 {
+    if (s == NULL)
+        return;
     const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s);
-    if (n > GW_SPEND_MAX_FIELD)
-        n = GW_SPEND_MAX_FIELD;
-    put(o, "\"", 1);
+    size_t n = strnlen(s, GW_SPEND_MAX_FIELD);
     for (size_t i = 0; i < n;) {
+        size_t run = i; /* copy plain printable ASCII in one go */
+        while (run < n && u[run] >= 0x20 && u[run] < 0x7F)
+            run++;
+        if (run > i) {
+            put(o, s + i, run - i);
+            i = run;
+            continue;
+        }
         unsigned c = u[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            put(o, esc, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7F) {
+        if (c < 0x20 || c == 0x7F) {
             put(o, " ", 1);
             i++;
         } else {
             size_t k = utf8_len(u + i, n - i);
-            if (k == 0) {
-                put(o, "?", 1);
-                i++;
-            } else {
-                put(o, s + i, k);
-                i += k;
-            }
+            put(o, k == 0 ? "?" : s + i, k == 0 ? 1 : k);
+            i += k == 0 ? 1 : k;
         }
     }
-    put(o, "\"", 1);
 }
 
-static void field_str(out_t *o, const char *name, const char *v)
+/* Decimal of v (>= 0) after a tab. */
+static void put_num(out_t *o, int64_t v)
 {
-    if (v == NULL || *v == '\0')
-        return;
-    put(o, ",\"", 2);
-    puts_(o, name);
-    put(o, "\":", 2);
-    put_str(o, v);
+    char num[24];
+    size_t k = sizeof(num);
+    uint64_t u = (uint64_t)v;
+    do {
+        num[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    num[--k] = '\t';
+    put(o, num + k, sizeof(num) - k);
 }
 
-static void field_int(out_t *o, const char *name, int64_t v)
+static void put_hex32(char *out, uint32_t v)
 {
-    char num[32];
-    int n = snprintf(num, sizeof(num), ",\"%s\":%" PRId64, name, v);
-    if (n > 0 && (size_t)n < sizeof(num))
-        put(o, num, (size_t)n);
-    else
-        o->overflow = 1;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 0xF];
 }
 
 int gw_spend_format(const gw_spend_rec_t *r, char *line, size_t linelen)
@@ -255,45 +360,39 @@ int gw_spend_format(const gw_spend_rec_t *r, char *line, size_t linelen)
     if (r == NULL || r->request_id == NULL || *r->request_id == '\0' ||
         strlen(r->request_id) > GW_SPEND_MAX_FIELD || r->prompt_tokens < 0 || r->completion_tokens < 0 ||
         r->cache_read_tokens < 0 || r->cache_creation_tokens < 0 || r->spend_micros < 0 ||
-        r->prompt_tokens > MAX_TOKENS || r->completion_tokens > MAX_TOKENS || r->spend_micros > MAX_MICROS ||
-        r->start_ms < 0 || r->end_ms < 0 || r->first_token_ms < 0 || linelen < 32)
+        r->prompt_tokens > MAX_TOKENS || r->completion_tokens > MAX_TOKENS ||
+        r->cache_read_tokens > MAX_TOKENS || r->cache_creation_tokens > MAX_TOKENS ||
+        r->spend_micros > MAX_MICROS || r->start_ms < 0 || r->end_ms < 0 || r->first_token_ms < 0 ||
+        r->start_ms > MAX_MICROS || r->end_ms > MAX_MICROS || r->first_token_ms > MAX_MICROS || linelen < 32)
         return GW_SPEND_EINVAL;
-    char payload[GW_SPEND_MAX_LINE];
-    out_t o = {payload, 0, sizeof(payload) - 40, 0}; /* room for the header */
-    puts_(&o, "{\"v\":1,\"id\":");
-    put_str(&o, r->request_id);
-    field_str(&o, "call_type", r->call_type);
-    field_str(&o, "api_key", r->key_hash);
-    field_str(&o, "key_alias", r->key_alias);
-    field_str(&o, "user_id", r->user_id);
-    field_str(&o, "team_id", r->team_id);
-    field_str(&o, "org_id", r->org_id);
-    field_str(&o, "end_user", r->end_user);
-    field_str(&o, "model_group", r->model_group);
-    field_str(&o, "model", r->model);
-    field_str(&o, "provider", r->provider);
-    field_str(&o, "model_id", r->model_id);
-    field_str(&o, "api_base", r->api_base);
-    field_str(&o, "status", r->status ? r->status : "success");
-    field_int(&o, "pt", r->prompt_tokens);
-    field_int(&o, "ct", r->completion_tokens);
-    field_int(&o, "crt", r->cache_read_tokens);
-    field_int(&o, "cct", r->cache_creation_tokens);
-    field_int(&o, "spend", r->spend_micros);
-    field_int(&o, "start", r->start_ms);
-    field_int(&o, "end", r->end_ms);
-    if (r->first_token_ms > 0)
-        field_int(&o, "first", r->first_token_ms);
-    field_int(&o, "stream", r->stream ? 1 : 0);
-    put(&o, "}", 1);
+    /* the header ("S2 " + length + " " + crc + " ") is at most 3 + 4 + 1 + 8 + 1 bytes: leave 24 */
+    enum { HDR = 24 };
+    size_t cap = linelen < GW_SPEND_MAX_LINE ? linelen : GW_SPEND_MAX_LINE;
+    out_t o = {line + HDR, 0, cap - HDR - 1, 0}; /* room for the newline */
+    gw_spend_rec_t tmp = *r;
+    if (tmp.status == NULL || *tmp.status == '\0')
+        tmp.status = "success";
+    for (int f = 0; f < N_STRS; f++) {
+        if (f > 0)
+            put(&o, "\t", 1);
+        put_field(&o, *str_slot(&tmp, f));
+    }
+    for (int f = N_STRS; f < F_STREAM; f++)
+        put_num(&o, *num_slot(&tmp, f));
+    put_num(&o, r->stream ? 1 : 0);
     if (o.overflow)
         return GW_SPEND_EINVAL;
-    int h = snprintf(line, linelen, "S1 %zu %08" PRIx32 " ", o.len, gw_spend_crc32c(payload, o.len));
-    if (h < 0 || (size_t)h + o.len + 1 > linelen)
+    char hdr[HDR];
+    int h = snprintf(hdr, sizeof(hdr), "S2 %zu ", o.len);
+    if (h < 0 || (size_t)h + 9 > HDR)
         return GW_SPEND_EINVAL;
-    memcpy(line + h, payload, o.len);
-    line[(size_t)h + o.len] = '\n';
-    return (int)((size_t)h + o.len + 1);
+    put_hex32(hdr + h, gw_spend_crc32c(o.p, o.len));
+    hdr[h + 8] = ' ';
+    size_t hl = (size_t)h + 9;
+    memmove(line + hl, o.p, o.len);
+    memcpy(line, hdr, hl);
+    line[hl + o.len] = '\n';
+    return (int)(hl + o.len + 1);
 }
 
 /* Parses a bounded decimal or hex number of exactly the bytes [s, e). */
@@ -310,7 +409,7 @@ static int parse_num(const char *s, const char *e, int base, uint64_t max, uint6
             d = *p - 'a' + 10;
         else
             return -1;
-        if (v > (max - (uint64_t)d) / (uint64_t)base)
+        if ((uint64_t)d > max || v > (max - (uint64_t)d) / (uint64_t)base)
             return -1;
         v = v * (uint64_t)base + (uint64_t)d;
     }
@@ -318,35 +417,141 @@ static int parse_num(const char *s, const char *e, int base, uint64_t max, uint6
     return 0;
 }
 
-json_t *gw_spend_parse_line(const char *line, size_t len)
+/*
+ * 1 when [p, e) is what put_field writes: valid UTF-8 without control characters. A line that
+ * passes its checksum but not this was not written by us (or by a buggy writer); refusing it
+ * keeps text the database would reject (PostgreSQL refuses invalid UTF-8) out of a batch, where
+ * it would fail the batch again at every retry.
+ */
+static int clean_text(const char *p, const char *e)
 {
-    const char *end = line + len;
-    if (len < 6 || memcmp(line, "S1 ", 3) != 0)
-        return NULL;
-    const char *p = line + 3, *sp = memchr(p, ' ', (size_t)(end - p));
+    const unsigned char *u = (const unsigned char *)p, *end = (const unsigned char *)e;
+    while (u < end) {
+        if (*u >= 0x20 && *u < 0x7F) {
+            u++;
+            continue;
+        }
+        size_t k = *u < 0x80 ? 0 : utf8_len(u, (size_t)(end - u));
+        if (k == 0)
+            return 0;
+        u += k;
+    }
+    return 1;
+}
+
+/* Format 2: splits the payload [p, end) on tabs in place. */
+static int decode_v2(char *p, char *end, gw_spend_rec_t *out)
+{
+    for (int f = 0; f < N_FIELDS; f++) {
+        char *tab = memchr(p, '\t', (size_t)(end - p));
+        char *e = tab != NULL ? tab : end;
+        if (tab == NULL && f < N_FIELDS - 1)
+            return -1; /* too few fields */
+        if (f < N_STRS) {
+            if (e - p > GW_SPEND_MAX_FIELD || !clean_text(p, e))
+                return -1;
+            *e = '\0';
+            *str_slot(out, f) = p;
+        } else {
+            uint64_t v;
+            if (parse_num(p, e, 10, f == F_STREAM ? 1 : (uint64_t)MAX_MICROS, &v) != 0)
+                return -1;
+            if (f == F_STREAM)
+                out->stream = (int)v;
+            else
+                *num_slot(out, f) = (int64_t)v;
+        }
+        p = e + 1;
+    }
+    return 0; /* fields appended by a later version, if any, are ignored */
+}
+
+/*
+ * Format 1: the JSON object, parsed with jansson; its strings are copied back into the payload
+ * bytes (each is at least two bytes shorter there than its JSON form, quotes included, so they
+ * fit) so that out points into the line as it does for format 2.
+ */
+static int decode_v1(char *p, size_t plen, gw_spend_rec_t *out)
+{
+    static const char *const names[N_FIELDS] = {[F_ID] = "id",
+                                                [F_CALL_TYPE] = "call_type",
+                                                [F_KEY] = "api_key",
+                                                [F_KEY_ALIAS] = "key_alias",
+                                                [F_USER] = "user_id",
+                                                [F_TEAM] = "team_id",
+                                                [F_ORG] = "org_id",
+                                                [F_END_USER] = "end_user",
+                                                [F_MODEL_GROUP] = "model_group",
+                                                [F_MODEL] = "model",
+                                                [F_PROVIDER] = "provider",
+                                                [F_MODEL_ID] = "model_id",
+                                                [F_API_BASE] = "api_base",
+                                                [F_STATUS] = "status",
+                                                [F_PT] = "pt",
+                                                [F_CT] = "ct",
+                                                [F_CRT] = "crt",
+                                                [F_CCT] = "cct",
+                                                [F_SPEND] = "spend",
+                                                [F_START] = "start",
+                                                [F_END] = "end",
+                                                [F_FIRST] = "first",
+                                                [F_STREAM] = "stream"};
+    json_t *j = json_loadb(p, plen, JSON_REJECT_DUPLICATES, NULL);
+    int rc = -1;
+    if (j == NULL || !json_is_object(j) || !json_is_string(json_object_get(j, "id")))
+        goto out;
+    for (int f = N_STRS; f < N_FIELDS; f++) {
+        json_t *v = json_object_get(j, names[f]);
+        if (v == NULL && (f == F_FIRST || f == F_STREAM))
+            continue; /* optional in format 1 */
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_MICROS)
+            goto out;
+        if (f == F_STREAM)
+            out->stream = json_integer_value(v) != 0;
+        else
+            *num_slot(out, f) = json_integer_value(v);
+    }
+    size_t w = 0;
+    for (int f = 0; f < N_STRS; f++) {
+        json_t *v = json_object_get(j, names[f]);
+        const char *s = json_string_value(v);
+        size_t n = s != NULL ? json_string_length(v) : 0;
+        if (n > GW_SPEND_MAX_FIELD || (s != NULL && memchr(s, '\0', n) != NULL) || w + n + 1 > plen)
+            goto out;
+        if (n > 0)
+            memcpy(p + w, s, n);
+        p[w + n] = '\0';
+        *str_slot(out, f) = p + w;
+        w += n + 1;
+    }
+    rc = *out->request_id != '\0' ? 0 : -1;
+out:
+    json_decref(j);
+    return rc;
+}
+
+int gw_spend_decode(char *line, size_t len, gw_spend_rec_t *out)
+{
+    char *end = line + len;
+    memset(out, 0, sizeof(*out));
+    if (len < 6 || line[0] != 'S' || (line[1] != '1' && line[1] != '2') || line[2] != ' ')
+        return -1;
+    char *p = line + 3, *sp = memchr(p, ' ', (size_t)(end - p));
     uint64_t plen, crc;
     if (sp == NULL || parse_num(p, sp, 10, GW_SPEND_MAX_LINE, &plen) != 0)
-        return NULL;
+        return -1;
     p = sp + 1;
     if (end - p < 9 || p[8] != ' ' || parse_num(p, p + 8, 16, UINT32_MAX, &crc) != 0)
-        return NULL;
+        return -1;
     p += 9;
     if ((uint64_t)(end - p) != plen || gw_spend_crc32c(p, plen) != (uint32_t)crc)
-        return NULL;
-    json_t *j = json_loadb(p, plen, JSON_REJECT_DUPLICATES, NULL);
-    if (j == NULL || !json_is_object(j) || !json_is_string(json_object_get(j, "id"))) {
-        json_decref(j);
-        return NULL;
-    }
-    static const char *nums[] = {"pt", "ct", "crt", "cct", "spend", "start", "end"};
-    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
-        json_t *v = json_object_get(j, nums[i]);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_MICROS) {
-            json_decref(j);
-            return NULL;
-        }
-    }
-    return j;
+        return -1;
+    int rc = line[1] == '2' ? decode_v2(p, end, out) : decode_v1(p, plen, out);
+    if (rc == 0 && *out->request_id == '\0')
+        rc = -1;
+    if (rc != 0)
+        memset(out, 0, sizeof(*out));
+    return rc;
 }
 
 /* ---- files ---------------------------------------------------------------------------------- */
@@ -600,323 +805,415 @@ static void *sync_main(void *arg)
 
 /* ---- applying a batch (runs on the store thread) ------------------------------------------- */
 
+/*
+ * The batch is an array of decoded records (strings pointing into the writer's read buffer, ids
+ * unique). Per batch: the spend_logs rows are inserted (SQLite: one cached single-row INSERT per
+ * record, ON CONFLICT DO NOTHING, "new" read from the change count; PostgreSQL: cached multi-row
+ * INSERTs of 64, 32, …, 1 rows with RETURNING request_id, one round trip per chunk); the new
+ * records' spend is summed per key, user, team, organization, membership, end user and day in
+ * one hash table; then ONE cached UPDATE or upsert runs per distinct target, in a fixed order
+ * (kind, then id) so that two instances updating the same rows take their locks in the same
+ * order. Nothing here goes through jansson except the rows PostgreSQL returns.
+ */
+
+#define LOG_COLS 24
+#define PG_CHUNK 64    /* spend_logs rows per INSERT on PostgreSQL (a power of two) */
+#define PG_SHAPES 7    /* chunk sizes 1, 2, 4, …, 64 */
+#define META_MAX 10240 /* one row's metadata JSON: 6 strings of 256 bytes, escaped */
+_Static_assert(PG_SHAPES == PG_SHAPES_MAX && PG_CHUNK == PG_CHUNK_MAX && PG_CHUNK == 1 << (PG_SHAPES - 1),
+               "spend_logs insert shapes");
+
+enum { K_KEY, K_USER, K_TEAM, K_ORG, K_MEMBER, K_END_USER, K_DAY, N_KINDS };
+
+/* One sum: a key, user, … (k[0], plus k[1] = team for a membership) or a day rollup. */
+typedef struct agg {
+    int kind;
+    const char *k[4];            /* K_DAY: date (points at .date), api_key, model, provider */
+    char date[11];               /* "YYYY-MM-DD" */
+    const gw_spend_rec_t *first; /* K_DAY: the first record (model_group, user, team, org) */
+    int64_t v[8];                /* K_DAY: pt, ct, crt, cct, spend, requests, ok, failed; else v[0] */
+    uint64_t hash;
+} agg_t;
+
 typedef struct batch {
-    json_t *recs;    /* array of parsed records, unique request ids */
-    size_t inserted; /* out */
-    int64_t clamped; /* out: sums that would have overflowed (clamped, logged) */
+    gw_spend_t *sp;
+    gw_spend_rec_t *recs; /* unique request ids */
+    size_t n;
+    unsigned char *fresh; /* out, per record: inserted now */
+    size_t inserted;      /* out */
+    int64_t clamped;      /* out: sums that would have overflowed (clamped, logged) */
 } batch_t;
 
-static const char *jstr(const json_t *r, const char *k)
+static uint64_t hash_str(uint64_t h, const char *s)
 {
-    const char *s = json_string_value(json_object_get(r, k));
-    return s != NULL ? s : "";
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (h ^ 0xFFu) * 1099511628211ull; /* a separator, so ("ab","c") != ("a","bc") */
 }
 
-static const char *jstr_or_null(const json_t *r, const char *k)
+static const char *or_null(const char *s)
 {
-    const char *s = json_string_value(json_object_get(r, k));
     return s != NULL && *s ? s : NULL;
 }
 
-static int64_t jint(const json_t *r, const char *k)
+static const char *or_empty(const char *s)
 {
-    return json_integer_value(json_object_get(r, k));
+    return s != NULL ? s : "";
 }
 
-/* m[k] += v, checked: a sum that would overflow is clamped (and counted). */
-static void add_to(json_t *m, const char *k, int64_t v, batch_t *b)
+/* *dst += v, checked: a sum that would overflow is clamped (and counted). */
+static void add_to(int64_t *dst, int64_t v, batch_t *b)
 {
-    json_t *cur = json_object_get(m, k);
-    int64_t sum;
-    if (cur == NULL) {
-        json_object_set_new(m, k, json_integer(v));
-        return;
-    }
-    if (__builtin_add_overflow(json_integer_value(cur), v, &sum)) {
-        sum = INT64_MAX;
+    if (__builtin_add_overflow(*dst, v, dst)) {
+        *dst = INT64_MAX;
         b->clamped++;
     }
-    json_integer_set(cur, sum);
 }
 
-static void add_field(json_t *o, const char *k, int64_t v, batch_t *b)
-{
-    add_to(o, k, v, b);
-}
+/* ---- the spend_logs rows ---- */
 
-static json_t *rec_metadata(const json_t *r)
+/* s as a JSON string (s is at most GW_SPEND_MAX_FIELD bytes of UTF-8), or null. */
+static void json_str(out_t *o, const char *s)
 {
-    json_t *m = json_object();
-    const char *pairs[][2] = {{"user_api_key_alias", "key_alias"},
-                              {"user_api_key_user_id", "user_id"},
-                              {"user_api_key_team_id", "team_id"},
-                              {"user_api_key_org_id", "org_id"},
-                              {"user_api_key_end_user_id", "end_user"}};
-    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
-        const char *v = jstr_or_null(r, pairs[i][1]);
-        json_object_set_new(m, pairs[i][0], v ? json_string(v) : json_null());
+    if (s == NULL) {
+        put(o, "null", 4);
+        return;
     }
-    json_object_set_new(m, "user_api_key", json_string(jstr(r, "api_key")));
-    json_object_set_new(m, "stream", json_boolean(jint(r, "stream") != 0));
-    return m;
+    put(o, "\"", 1);
+    for (const char *p = s; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            put(o, esc, 2);
+        } else if (c < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            put(o, esc, 6);
+        } else {
+            put(o, p, 1);
+        }
+    }
+    put(o, "\"", 1);
 }
 
-#define LOG_COLS 24
-
-/* INSERT … ON CONFLICT DO NOTHING RETURNING request_id for recs[from, to); marks new ones. */
-static int insert_logs(gw_store_conn_t *c, batch_t *b, size_t from, size_t to, json_t *fresh)
+/* LiteLLM's metadata of a spend log (the fields Tollgate knows), as JSON text into buf. */
+static const char *metadata(const gw_spend_rec_t *r, char *buf)
 {
-    size_t n = to - from;
-    gw_store_param_t *p = calloc(n * LOG_COLS, sizeof(*p));
-    char(*times)[3][GW_STORE_TIME_LEN] = calloc(n, sizeof(*times));
-    json_t **meta = calloc(n, sizeof(*meta));
-    /* per row: 20 "$NNNN," (6) + 4 "CAST($NNNN AS TIMESTAMPTZ)," (28) + "(),": < LOG_COLS * 12 */
-    size_t sqlcap = 600 + n * (LOG_COLS * 12 + 16);
-    char *sql = malloc(sqlcap);
-    int st = GW_STORE_ERROR;
-    if (p == NULL || times == NULL || meta == NULL || sql == NULL) {
-        st = gw_store_fail(c, GW_STORE_ERROR, "out of memory");
-        goto out;
+    out_t o = {buf, 0, META_MAX - 1, 0};
+    static const char *const names[] = {
+        "{\"user_api_key_alias\":", ",\"user_api_key_user_id\":", ",\"user_api_key_team_id\":",
+        ",\"user_api_key_org_id\":", ",\"user_api_key_end_user_id\":"};
+    const char *vals[] = {r->key_alias, r->user_id, r->team_id, r->org_id, r->end_user};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        put(&o, names[i], strlen(names[i]));
+        json_str(&o, or_null(vals[i]));
     }
-    size_t len = (size_t)snprintf(
-        sql, sqlcap,
+    put(&o, ",\"user_api_key\":", 16);
+    json_str(&o, or_empty(r->key_hash));
+    put(&o, r->stream ? ",\"stream\":true}" : ",\"stream\":false}", r->stream ? 15 : 16);
+    if (o.overflow)
+        return "{}"; /* cannot happen with fields capped at GW_SPEND_MAX_FIELD */
+    buf[o.len] = '\0';
+    return buf;
+}
+
+/* The 24 parameters of r's spend_logs row; times and meta are r's buffers. */
+static void log_params(const gw_spend_rec_t *r, gw_store_param_t *q, char (*times)[GW_STORE_TIME_LEN],
+                       char *meta)
+{
+    int64_t dur = r->end_ms >= r->start_ms ? r->end_ms - r->start_ms : 0;
+    gw_store_time_iso(r->start_ms, times[0]);
+    gw_store_time_iso(r->end_ms, times[1]);
+    gw_store_time_iso(r->first_token_ms, times[2]);
+    q[0] = GW_P_TEXT(r->request_id);
+    q[1] = GW_P_TEXT(or_empty(r->call_type));
+    q[2] = GW_P_TEXT(or_empty(r->key_hash));
+    q[3] = GW_P_INT(r->spend_micros);
+    q[4] = GW_P_INT(r->prompt_tokens + r->completion_tokens);
+    q[5] = GW_P_INT(r->prompt_tokens);
+    q[6] = GW_P_INT(r->completion_tokens);
+    q[7] = GW_P_INT(r->cache_read_tokens);
+    q[8] = GW_P_INT(r->cache_creation_tokens);
+    q[9] = GW_P_TEXT(times[0]);
+    q[10] = GW_P_TEXT(times[1]);
+    q[11] = r->first_token_ms > 0 ? GW_P_TEXT(times[2]) : GW_P_NULL();
+    q[12] = GW_P_INT(dur > INT32_MAX ? INT32_MAX : dur);
+    q[13] = GW_P_TEXT(or_empty(r->model));
+    q[14] = GW_P_TEXT(or_empty(r->model_id));
+    q[15] = GW_P_TEXT(or_empty(r->model_group));
+    q[16] = GW_P_TEXT(or_empty(r->provider));
+    q[17] = GW_P_TEXT(or_empty(r->api_base));
+    q[18] = GW_P_TEXT(or_empty(r->user_id));
+    q[19] = GW_P_TEXT(or_null(r->team_id));
+    q[20] = GW_P_TEXT(or_null(r->org_id));
+    q[21] = GW_P_TEXT(or_null(r->end_user));
+    q[22] = GW_P_TEXT(or_empty(r->status));
+    q[23] = GW_P_TEXT(metadata(r, meta));
+}
+
+/* INSERT of `rows` spend_logs rows; RETURNING request_id when returning. NULL when out of memory. */
+static char *insert_sql(gw_store_kind_t kind, size_t rows, int returning)
+{
+    static const char head[] =
         "INSERT INTO spend_logs (request_id, call_type, api_key, spend, total_tokens, prompt_tokens, "
         "completion_tokens, cache_read_input_tokens, cache_creation_input_tokens, \"startTime\", "
         "\"endTime\", "
         "\"completionStartTime\", request_duration_ms, model, model_id, model_group, custom_llm_provider, "
-        "api_base, \"user\", team_id, organization_id, end_user, status, metadata) VALUES ");
-    for (size_t i = 0; i < n; i++) {
-        const json_t *r = json_array_get(b->recs, from + i);
-        gw_store_param_t *q = p + i * LOG_COLS;
-        int64_t pt = jint(r, "pt"), ct = jint(r, "ct"), start = jint(r, "start"), end = jint(r, "end");
-        int64_t first = jint(r, "first"), dur = end >= start ? end - start : 0;
-        gw_store_time_iso(start, times[i][0]);
-        gw_store_time_iso(end, times[i][1]);
-        gw_store_time_iso(first, times[i][2]);
-        meta[i] = rec_metadata(r);
-        q[0] = GW_P_TEXT(jstr(r, "id"));
-        q[1] = GW_P_TEXT(jstr(r, "call_type"));
-        q[2] = GW_P_TEXT(jstr(r, "api_key"));
-        q[3] = GW_P_INT(jint(r, "spend"));
-        q[4] = GW_P_INT(pt + ct);
-        q[5] = GW_P_INT(pt);
-        q[6] = GW_P_INT(ct);
-        q[7] = GW_P_INT(jint(r, "crt"));
-        q[8] = GW_P_INT(jint(r, "cct"));
-        q[9] = GW_P_TEXT(times[i][0]);
-        q[10] = GW_P_TEXT(times[i][1]);
-        q[11] = first > 0 ? GW_P_TEXT(times[i][2]) : GW_P_NULL();
-        q[12] = GW_P_INT(dur > INT32_MAX ? INT32_MAX : dur);
-        q[13] = GW_P_TEXT(jstr(r, "model"));
-        q[14] = GW_P_TEXT(jstr(r, "model_id"));
-        q[15] = GW_P_TEXT(jstr(r, "model_group"));
-        q[16] = GW_P_TEXT(jstr(r, "provider"));
-        q[17] = GW_P_TEXT(jstr(r, "api_base"));
-        q[18] = GW_P_TEXT(jstr(r, "user_id"));
-        q[19] = GW_P_TEXT(jstr_or_null(r, "team_id"));
-        q[20] = GW_P_TEXT(jstr_or_null(r, "org_id"));
-        q[21] = GW_P_TEXT(jstr_or_null(r, "end_user"));
-        q[22] = GW_P_TEXT(jstr(r, "status"));
-        q[23] = GW_P_JSON(meta[i]);
-        len += (size_t)snprintf(sql + len, sqlcap - len, "%s(", i ? "," : "");
+        "api_base, \"user\", team_id, organization_id, end_user, status, metadata) VALUES ";
+    /* per row: 20 "$NNNN," (6) + 4 "CAST($NNNN AS TIMESTAMPTZ)," (28) + "(),": < LOG_COLS * 12 */
+    size_t cap = sizeof(head) + 100 + rows * (LOG_COLS * 12 + 16), len = sizeof(head) - 1;
+    char *sql = malloc(cap);
+    if (sql == NULL)
+        return NULL;
+    memcpy(sql, head, len);
+    for (size_t i = 0; i < rows; i++) {
+        len += (size_t)snprintf(sql + len, cap - len, "%s(", i ? "," : "");
         for (size_t k = 0; k < LOG_COLS; k++) {
             size_t idx = i * LOG_COLS + k + 1;
             if (k == 11 || k == 19 || k == 20 || k == 21)
-                len += (size_t)snprintf(
-                    sql + len, sqlcap - len, "%sCAST($%zu AS %s)", k ? "," : "", idx,
-                    k == 11 ? (gw_store_conn_kind(c) == GW_STORE_POSTGRES ? "TIMESTAMPTZ" : "TEXT") : "TEXT");
+                len += (size_t)snprintf(sql + len, cap - len, "%sCAST($%zu AS %s)", k ? "," : "", idx,
+                                        k == 11 && kind == GW_STORE_POSTGRES ? "TIMESTAMPTZ" : "TEXT");
             else
-                len += (size_t)snprintf(sql + len, sqlcap - len, "%s$%zu", k ? "," : "", idx);
+                len += (size_t)snprintf(sql + len, cap - len, "%s$%zu", k ? "," : "", idx);
         }
-        len += (size_t)snprintf(sql + len, sqlcap - len, ")");
+        len += (size_t)snprintf(sql + len, cap - len, ")");
     }
-    if (len >= sqlcap - 64) {
-        st = gw_store_fail(c, GW_STORE_ERROR, "spend: statement buffer too small");
+    snprintf(sql + len, cap - len, " ON CONFLICT (request_id) DO NOTHING%s",
+             returning ? " RETURNING request_id" : "");
+    return sql;
+}
+
+/* SQLite: one cached single-row INSERT per record; the change count says whether it was new. */
+static int insert_logs_each(gw_store_conn_t *c, batch_t *b)
+{
+    gw_spend_t *sp = b->sp;
+    if (sp->ins_sql[0] == NULL && (sp->ins_sql[0] = insert_sql(GW_STORE_SQLITE, 1, 0)) == NULL)
+        return gw_store_fail(c, GW_STORE_ERROR, "out of memory");
+    gw_store_param_t q[LOG_COLS];
+    char times[3][GW_STORE_TIME_LEN];
+    for (size_t i = 0; i < b->n; i++) {
+        int64_t changes = 0;
+        log_params(&b->recs[i], q, times, sp->meta);
+        int st = gw_store_exec_cached(c, sp->ins_sql[0], q, LOG_COLS, &changes);
+        if (st != GW_STORE_OK)
+            return st;
+        b->fresh[i] = changes > 0;
+    }
+    return GW_STORE_OK;
+}
+
+/* PostgreSQL: cached multi-row INSERTs … RETURNING request_id, 64 rows and then powers of two. */
+static int insert_logs_chunked(gw_store_conn_t *c, batch_t *b)
+{
+    gw_spend_t *sp = b->sp;
+    gw_store_param_t *q = malloc(PG_CHUNK * LOG_COLS * sizeof(*q));
+    char(*times)[3][GW_STORE_TIME_LEN] = malloc(PG_CHUNK * sizeof(*times));
+    int st = GW_STORE_OK;
+    if (q == NULL || times == NULL) {
+        st = gw_store_fail(c, GW_STORE_ERROR, "out of memory");
         goto out;
     }
-    snprintf(sql + len, sqlcap - len, " ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-    json_t *rows = NULL;
-    st = gw_store_query(c, sql, p, n * LOG_COLS, &rows);
-    if (st == GW_STORE_OK) {
-        size_t i;
+    for (size_t from = 0; from < b->n && st == GW_STORE_OK;) {
+        size_t left = b->n - from, rows = PG_CHUNK;
+        int shape = PG_SHAPES - 1;
+        while (rows > left)
+            rows >>= 1, shape--;
+        if (sp->ins_sql[shape] == NULL &&
+            (sp->ins_sql[shape] = insert_sql(GW_STORE_POSTGRES, rows, 1)) == NULL) {
+            st = gw_store_fail(c, GW_STORE_ERROR, "out of memory");
+            break;
+        }
+        for (size_t i = 0; i < rows; i++)
+            log_params(&b->recs[from + i], q + i * LOG_COLS, times[i], sp->meta + i * META_MAX);
+        json_t *ret = NULL;
+        st = gw_store_query_cached(c, sp->ins_sql[shape], q, rows * LOG_COLS, &ret);
+        size_t k;
         json_t *row;
-        json_array_foreach(rows, i, row)
+        json_array_foreach(ret, k, row)
         {
             const char *id = json_string_value(json_object_get(row, "request_id"));
-            if (id != NULL)
-                json_object_set_new(fresh, id, json_true());
+            for (size_t i = 0; id != NULL && i < rows; i++) /* rows <= 64: a scan is fine */
+                if (strcmp(b->recs[from + i].request_id, id) == 0)
+                    b->fresh[from + i] = 1;
         }
+        json_decref(ret);
+        from += rows;
     }
-    json_decref(rows);
 out:
-    if (meta != NULL)
-        for (size_t i = 0; i < n; i++)
-            json_decref(meta[i]);
-    free(p);
+    free(q);
     free(times);
-    free(meta);
-    free(sql);
     return st;
 }
 
-static int add_spend(gw_store_conn_t *c, const char *sql, json_t *m)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(m, k, v)
-    {
-        gw_store_param_t p[] = {GW_P_INT(json_integer_value(v)), GW_P_TEXT(k)};
-        int st = gw_store_exec(c, sql, p, 2, NULL);
-        if (st != GW_STORE_OK)
-            return st;
-    }
-    return GW_STORE_OK;
-}
+/* ---- the sums ---- */
 
-static int upsert_end_users(gw_store_conn_t *c, json_t *m, const char *now)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(m, k, v)
-    {
-        gw_store_param_t p[] = {GW_P_TEXT(k), GW_P_INT(json_integer_value(v)), GW_P_TEXT(now)};
-        int st = gw_store_exec(c,
-                               "INSERT INTO end_users (user_id, spend, created_at, updated_at) "
-                               "VALUES ($1, $2, $3, $3) ON CONFLICT (user_id) DO UPDATE SET "
-                               "spend = end_users.spend + excluded.spend",
-                               p, 3, NULL);
-        if (st != GW_STORE_OK)
-            return st;
-    }
-    return GW_STORE_OK;
-}
+typedef struct aggtab {
+    agg_t *e;
+    size_t n, max;
+    uint32_t *slot; /* index + 1 into e; 0 = empty */
+    size_t mask;
+} aggtab_t;
 
-static int upsert_daily(gw_store_conn_t *c, json_t *days, const char *now)
+/* The entry of (kind, k0..k3), added (zeroed) when missing. The table never fills: see sizes. */
+static agg_t *agg_get(aggtab_t *t, int kind, const char *k0, const char *k1, const char *k2, const char *k3)
 {
-    const char *k;
-    json_t *d;
-    json_object_foreach(days, k, d)
-    {
-        gw_store_param_t p[] = {GW_P_TEXT(jstr(d, "date")),
-                                GW_P_TEXT(jstr(d, "api_key")),
-                                GW_P_TEXT(jstr(d, "model")),
-                                GW_P_TEXT(jstr(d, "provider")),
-                                GW_P_TEXT(jstr_or_null(d, "mg")),
-                                GW_P_TEXT(jstr_or_null(d, "user_id")),
-                                GW_P_TEXT(jstr_or_null(d, "team")),
-                                GW_P_TEXT(jstr_or_null(d, "org")),
-                                GW_P_INT(jint(d, "pt")),
-                                GW_P_INT(jint(d, "ct")),
-                                GW_P_INT(jint(d, "crt")),
-                                GW_P_INT(jint(d, "cct")),
-                                GW_P_INT(jint(d, "spend")),
-                                GW_P_INT(jint(d, "req")),
-                                GW_P_INT(jint(d, "ok")),
-                                GW_P_INT(jint(d, "fail")),
-                                GW_P_TEXT(now)};
-        int st = gw_store_exec(
-            c,
-            "INSERT INTO daily_spend (date, api_key, model, custom_llm_provider, model_group, user_id, "
-            "team_id, "
-            "organization_id, prompt_tokens, completion_tokens, cache_read_input_tokens, "
-            "cache_creation_input_tokens, spend, api_requests, successful_requests, failed_requests, "
-            "created_at, updated_at) VALUES ($1, $2, $3, $4, CAST($5 AS TEXT), CAST($6 AS TEXT), "
-            "CAST($7 AS TEXT), CAST($8 AS TEXT), $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) "
-            "ON CONFLICT (date, api_key, model, custom_llm_provider) DO UPDATE SET "
-            "model_group = COALESCE(daily_spend.model_group, excluded.model_group), "
-            "user_id = COALESCE(daily_spend.user_id, excluded.user_id), "
-            "team_id = COALESCE(daily_spend.team_id, excluded.team_id), "
-            "organization_id = COALESCE(daily_spend.organization_id, excluded.organization_id), "
-            "prompt_tokens = daily_spend.prompt_tokens + excluded.prompt_tokens, "
-            "completion_tokens = daily_spend.completion_tokens + excluded.completion_tokens, "
-            "cache_read_input_tokens = daily_spend.cache_read_input_tokens + "
-            "excluded.cache_read_input_tokens, "
-            "cache_creation_input_tokens = daily_spend.cache_creation_input_tokens + "
-            "excluded.cache_creation_input_tokens, "
-            "spend = daily_spend.spend + excluded.spend, "
-            "api_requests = daily_spend.api_requests + excluded.api_requests, "
-            "successful_requests = daily_spend.successful_requests + excluded.successful_requests, "
-            "failed_requests = daily_spend.failed_requests + excluded.failed_requests, "
-            "updated_at = excluded.updated_at",
-            p, 17, NULL);
-        if (st != GW_STORE_OK)
-            return st;
-    }
-    return GW_STORE_OK;
-}
-
-/* Sums the new records per key, user, team, membership, end user, organization and day. */
-static void aggregate(batch_t *b, json_t *fresh, json_t *keys, json_t *users, json_t *teams, json_t *members,
-                      json_t *eus, json_t *orgs, json_t *days)
-{
-    size_t i;
-    json_t *r;
-    json_array_foreach(b->recs, i, r)
-    {
-        if (json_object_get(fresh, jstr(r, "id")) == NULL)
+    const char *k[4] = {k0, k1, k2, k3};
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)kind;
+    for (int i = 0; i < 4 && k[i] != NULL; i++)
+        h = hash_str(h, k[i]);
+    for (size_t s = (size_t)h & t->mask;; s = (s + 1) & t->mask) {
+        if (t->slot[s] == 0) {
+            agg_t *e = &t->e[t->n++];
+            memset(e, 0, sizeof(*e));
+            e->kind = kind;
+            e->hash = h;
+            for (int i = 0; i < 4; i++)
+                e->k[i] = k[i];
+            if (kind == K_DAY) {
+                snprintf(e->date, sizeof(e->date), "%s", k0);
+                e->k[0] = e->date;
+            }
+            t->slot[s] = (uint32_t)t->n;
+            return e;
+        }
+        agg_t *e = &t->e[t->slot[s] - 1];
+        if (e->hash != h || e->kind != kind)
             continue;
-        b->inserted++;
-        int64_t spend = jint(r, "spend");
-        const char *key = jstr(r, "api_key"), *user = jstr(r, "user_id"), *team = jstr(r, "team_id");
-        if (*key)
-            add_to(keys, key, spend, b);
-        if (*user)
-            add_to(users, user, spend, b);
-        if (*team)
-            add_to(teams, team, spend, b);
-        if (*user && *team) {
-            char mk[2 * GW_SPEND_MAX_FIELD + 2];
-            snprintf(mk, sizeof(mk), "%s\x1f%s", user, team);
-            add_to(members, mk, spend, b);
-        }
-        if (*jstr(r, "end_user"))
-            add_to(eus, jstr(r, "end_user"), spend, b);
-        if (*jstr(r, "org_id"))
-            add_to(orgs, jstr(r, "org_id"), spend, b);
-        char iso[GW_STORE_TIME_LEN], dk[4 * GW_SPEND_MAX_FIELD + 16];
-        gw_store_time_iso(jint(r, "start"), iso);
-        iso[10] = '\0';
-        snprintf(dk, sizeof(dk), "%s\x1f%s\x1f%s\x1f%s", iso, key, jstr(r, "model"), jstr(r, "provider"));
-        json_t *d = json_object_get(days, dk);
-        if (d == NULL) {
-            d = json_pack("{ss ss ss ss}", "date", iso, "api_key", key, "model", jstr(r, "model"), "provider",
-                          jstr(r, "provider"));
-            const char *opt[][2] = {
-                {"mg", "model_group"}, {"user_id", "user_id"}, {"team", "team_id"}, {"org", "org_id"}};
-            for (size_t k = 0; k < 4; k++)
-                if (jstr_or_null(r, opt[k][1]))
-                    json_object_set_new(d, opt[k][0], json_string(jstr(r, opt[k][1])));
-            json_object_set_new(days, dk, d);
-        }
-        int ok = strcmp(jstr(r, "status"), "failure") != 0;
-        add_field(d, "pt", jint(r, "pt"), b);
-        add_field(d, "ct", jint(r, "ct"), b);
-        add_field(d, "crt", jint(r, "crt"), b);
-        add_field(d, "cct", jint(r, "cct"), b);
-        add_field(d, "spend", spend, b);
-        add_field(d, "req", 1, b);
-        add_field(d, "ok", ok, b);
-        add_field(d, "fail", !ok, b);
+        int same = 1;
+        for (int i = 0; i < 4 && same; i++)
+            same = (e->k[i] == NULL) == (k[i] == NULL) && (k[i] == NULL || strcmp(e->k[i], k[i]) == 0);
+        if (same)
+            return e;
     }
 }
 
-static int update_members(gw_store_conn_t *c, json_t *members)
+/* Sums the new records per key, user, team, organization, membership, end user and day. */
+static void aggregate(batch_t *b, aggtab_t *t)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach(members, k, v)
-    {
-        const char *sep = strchr(k, '\x1f');
-        char user[GW_SPEND_MAX_FIELD + 1];
-        snprintf(user, sizeof(user), "%.*s", (int)(sep - k), k);
-        gw_store_param_t p[] = {GW_P_INT(json_integer_value(v)), GW_P_TEXT(user), GW_P_TEXT(sep + 1)};
-        int st = gw_store_exec(
-            c, "UPDATE team_membership SET spend = spend + $1 WHERE user_id = $2 AND team_id = $3", p, 3,
-            NULL);
-        if (st != GW_STORE_OK)
-            return st;
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->fresh[i])
+            continue;
+        const gw_spend_rec_t *r = &b->recs[i];
+        b->inserted++;
+        int64_t spend = r->spend_micros;
+        const char *key = or_empty(r->key_hash), *user = or_empty(r->user_id), *team = or_empty(r->team_id);
+        if (*key)
+            add_to(&agg_get(t, K_KEY, key, NULL, NULL, NULL)->v[0], spend, b);
+        if (*user)
+            add_to(&agg_get(t, K_USER, user, NULL, NULL, NULL)->v[0], spend, b);
+        if (*team)
+            add_to(&agg_get(t, K_TEAM, team, NULL, NULL, NULL)->v[0], spend, b);
+        if (or_null(r->org_id))
+            add_to(&agg_get(t, K_ORG, r->org_id, NULL, NULL, NULL)->v[0], spend, b);
+        if (*user && *team)
+            add_to(&agg_get(t, K_MEMBER, user, team, NULL, NULL)->v[0], spend, b);
+        if (or_null(r->end_user))
+            add_to(&agg_get(t, K_END_USER, r->end_user, NULL, NULL, NULL)->v[0], spend, b);
+        char iso[GW_STORE_TIME_LEN];
+        gw_store_time_iso(r->start_ms, iso);
+        iso[10] = '\0';
+        agg_t *d = agg_get(t, K_DAY, iso, key, or_empty(r->model), or_empty(r->provider));
+        if (d->first == NULL)
+            d->first = r;
+        int ok = strcmp(or_empty(r->status), "failure") != 0;
+        int64_t add[8] = {r->prompt_tokens,
+                          r->completion_tokens,
+                          r->cache_read_tokens,
+                          r->cache_creation_tokens,
+                          spend,
+                          1,
+                          ok,
+                          !ok};
+        for (int k = 0; k < 8; k++)
+            add_to(&d->v[k], add[k], b);
     }
-    return GW_STORE_OK;
+}
+
+static int cmp_agg(const void *x, const void *y)
+{
+    const agg_t *a = *(const agg_t *const *)x, *b = *(const agg_t *const *)y;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    for (int i = 0; i < 4; i++) {
+        if (a->k[i] == NULL || b->k[i] == NULL)
+            return (a->k[i] != NULL) - (b->k[i] != NULL);
+        int c = strcmp(a->k[i], b->k[i]);
+        if (c != 0)
+            return c;
+    }
+    return 0;
+}
+
+static const char *const update_sql[N_KINDS] = {
+    [K_KEY] = "UPDATE keys SET spend = spend + $1 WHERE token = $2",
+    [K_USER] = "UPDATE users SET spend = spend + $1 WHERE user_id = $2",
+    [K_TEAM] = "UPDATE teams SET spend = spend + $1 WHERE team_id = $2",
+    [K_ORG] = "UPDATE organizations SET spend = spend + $1 WHERE organization_id = $2",
+    [K_MEMBER] = "UPDATE team_membership SET spend = spend + $1 WHERE user_id = $2 AND team_id = $3",
+    [K_END_USER] = "INSERT INTO end_users (user_id, spend, created_at, updated_at) "
+                   "VALUES ($1, $2, $3, $3) ON CONFLICT (user_id) DO UPDATE SET "
+                   "spend = end_users.spend + excluded.spend",
+    [K_DAY] = "INSERT INTO daily_spend (date, api_key, model, custom_llm_provider, model_group, user_id, "
+              "team_id, organization_id, prompt_tokens, completion_tokens, cache_read_input_tokens, "
+              "cache_creation_input_tokens, spend, api_requests, successful_requests, failed_requests, "
+              "created_at, updated_at) VALUES ($1, $2, $3, $4, CAST($5 AS TEXT), CAST($6 AS TEXT), "
+              "CAST($7 AS TEXT), CAST($8 AS TEXT), $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) "
+              "ON CONFLICT (date, api_key, model, custom_llm_provider) DO UPDATE SET "
+              "model_group = COALESCE(daily_spend.model_group, excluded.model_group), "
+              "user_id = COALESCE(daily_spend.user_id, excluded.user_id), "
+              "team_id = COALESCE(daily_spend.team_id, excluded.team_id), "
+              "organization_id = COALESCE(daily_spend.organization_id, excluded.organization_id), "
+              "prompt_tokens = daily_spend.prompt_tokens + excluded.prompt_tokens, "
+              "completion_tokens = daily_spend.completion_tokens + excluded.completion_tokens, "
+              "cache_read_input_tokens = daily_spend.cache_read_input_tokens + "
+              "excluded.cache_read_input_tokens, "
+              "cache_creation_input_tokens = daily_spend.cache_creation_input_tokens + "
+              "excluded.cache_creation_input_tokens, "
+              "spend = daily_spend.spend + excluded.spend, "
+              "api_requests = daily_spend.api_requests + excluded.api_requests, "
+              "successful_requests = daily_spend.successful_requests + excluded.successful_requests, "
+              "failed_requests = daily_spend.failed_requests + excluded.failed_requests, "
+              "updated_at = excluded.updated_at",
+};
+
+/* The one statement for sum e. */
+static int apply_sum(gw_store_conn_t *c, const agg_t *e, const char *now)
+{
+    switch (e->kind) {
+    case K_MEMBER: {
+        gw_store_param_t p[] = {GW_P_INT(e->v[0]), GW_P_TEXT(e->k[0]), GW_P_TEXT(e->k[1])};
+        return gw_store_exec_cached(c, update_sql[K_MEMBER], p, 3, NULL);
+    }
+    case K_END_USER: {
+        gw_store_param_t p[] = {GW_P_TEXT(e->k[0]), GW_P_INT(e->v[0]), GW_P_TEXT(now)};
+        return gw_store_exec_cached(c, update_sql[K_END_USER], p, 3, NULL);
+    }
+    case K_DAY: {
+        const gw_spend_rec_t *r = e->first;
+        gw_store_param_t p[] = {GW_P_TEXT(e->k[0]),
+                                GW_P_TEXT(e->k[1]),
+                                GW_P_TEXT(e->k[2]),
+                                GW_P_TEXT(e->k[3]),
+                                GW_P_TEXT(or_null(r->model_group)),
+                                GW_P_TEXT(or_null(r->user_id)),
+                                GW_P_TEXT(or_null(r->team_id)),
+                                GW_P_TEXT(or_null(r->org_id)),
+                                GW_P_INT(e->v[0]),
+                                GW_P_INT(e->v[1]),
+                                GW_P_INT(e->v[2]),
+                                GW_P_INT(e->v[3]),
+                                GW_P_INT(e->v[4]),
+                                GW_P_INT(e->v[5]),
+                                GW_P_INT(e->v[6]),
+                                GW_P_INT(e->v[7]),
+                                GW_P_TEXT(now)};
+        return gw_store_exec_cached(c, update_sql[K_DAY], p, 17, NULL);
+    }
+    default: {
+        gw_store_param_t p[] = {GW_P_INT(e->v[0]), GW_P_TEXT(e->k[0])};
+        return gw_store_exec_cached(c, update_sql[e->kind], p, 2, NULL);
+    }
+    }
 }
 
 static int apply_batch_tx(gw_store_conn_t *c, void *ud)
@@ -924,38 +1221,33 @@ static int apply_batch_tx(gw_store_conn_t *c, void *ud)
     batch_t *b = ud;
     b->inserted = 0;
     b->clamped = 0;
-    json_t *fresh = json_object(), *keys = json_object(), *users = json_object(), *teams = json_object();
-    json_t *members = json_object(), *eus = json_object(), *orgs = json_object(), *days = json_object();
+    memset(b->fresh, 0, b->n);
+    int st = gw_store_conn_kind(c) == GW_STORE_POSTGRES ? insert_logs_chunked(c, b) : insert_logs_each(c, b);
+    if (st != GW_STORE_OK)
+        return st;
+    /* at most N_KINDS sums per record; the hash table at most half full */
+    size_t max = b->n * N_KINDS, cap = 16;
+    while (cap < 2 * max)
+        cap <<= 1;
+    aggtab_t t = {
+        .e = malloc(max * sizeof(agg_t)), .max = max, .slot = calloc(cap, sizeof(uint32_t)), .mask = cap - 1};
+    agg_t **order = malloc(max * sizeof(*order));
+    if (t.e == NULL || t.slot == NULL || order == NULL) {
+        st = gw_store_fail(c, GW_STORE_ERROR, "out of memory");
+        goto out;
+    }
+    aggregate(b, &t);
+    for (size_t i = 0; i < t.n; i++)
+        order[i] = &t.e[i];
+    qsort(order, t.n, sizeof(*order), cmp_agg);
     char now[GW_STORE_TIME_LEN];
     gw_store_now_iso(now);
-    size_t n = json_array_size(b->recs);
-    int st = GW_STORE_OK;
-    for (size_t i = 0; i < n && st == GW_STORE_OK; i += INSERT_CHUNK)
-        st = insert_logs(c, b, i, i + INSERT_CHUNK < n ? i + INSERT_CHUNK : n, fresh);
-    if (st == GW_STORE_OK) {
-        aggregate(b, fresh, keys, users, teams, members, eus, orgs, days);
-        st = add_spend(c, "UPDATE keys SET spend = spend + $1 WHERE token = $2", keys);
-    }
-    if (st == GW_STORE_OK)
-        st = add_spend(c, "UPDATE users SET spend = spend + $1 WHERE user_id = $2", users);
-    if (st == GW_STORE_OK)
-        st = add_spend(c, "UPDATE teams SET spend = spend + $1 WHERE team_id = $2", teams);
-    if (st == GW_STORE_OK)
-        st = add_spend(c, "UPDATE organizations SET spend = spend + $1 WHERE organization_id = $2", orgs);
-    if (st == GW_STORE_OK)
-        st = update_members(c, members);
-    if (st == GW_STORE_OK)
-        st = upsert_end_users(c, eus, now);
-    if (st == GW_STORE_OK)
-        st = upsert_daily(c, days, now);
-    json_decref(fresh);
-    json_decref(keys);
-    json_decref(users);
-    json_decref(teams);
-    json_decref(members);
-    json_decref(eus);
-    json_decref(orgs);
-    json_decref(days);
+    for (size_t i = 0; i < t.n && st == GW_STORE_OK; i++)
+        st = apply_sum(c, order[i], now);
+out:
+    free(t.e);
+    free(t.slot);
+    free(order);
     return st;
 }
 
@@ -1019,17 +1311,33 @@ static void update_backlog(gw_spend_t *sp, uint64_t cur_seq, uint64_t cur_size)
 typedef struct chunk {
     uint64_t next_off; /* offset after the lines consumed */
     size_t corrupt;
+    size_t n; /* records decoded into sp->recs */
 } chunk_t;
 
+/* 1 when request id of sp->recs[i] is already among the batch's ids; otherwise adds it. */
+static int seen_before(gw_spend_t *sp, size_t i)
+{
+    const char *id = sp->recs[i].request_id;
+    for (size_t s = (size_t)hash_str(1469598103934665603ull, id) & sp->id_mask;; s = (s + 1) & sp->id_mask) {
+        if (sp->ids[s] == 0) {
+            sp->ids[s] = (uint32_t)i + 1;
+            return 0;
+        }
+        if (strcmp(sp->recs[sp->ids[s] - 1].request_id, id) == 0)
+            return 1;
+    }
+}
+
 /*
- * Reads complete lines of journal seq from sp->ck_off up to limit, parses up to batch_max
- * records into recs (deduplicated by id). sealed: the file will not grow, so an incomplete
- * last line is a torn record, skipped.
+ * Reads complete lines of journal seq from sp->ck_off up to limit and decodes up to batch_max
+ * records into sp->recs (in place in sp->buf; deduplicated by id). sealed: the file will not
+ * grow, so an incomplete last line is a torn record, skipped.
  */
-static int read_chunk(gw_spend_t *sp, int fd, uint64_t limit, int sealed, json_t *recs, chunk_t *ch)
+static int read_chunk(gw_spend_t *sp, int fd, uint64_t limit, int sealed, chunk_t *ch)
 {
     ch->next_off = sp->ck_off;
     ch->corrupt = 0;
+    ch->n = 0;
     if (limit <= sp->ck_off)
         return 0;
     uint64_t want = limit - sp->ck_off;
@@ -1037,9 +1345,9 @@ static int read_chunk(gw_spend_t *sp, int fd, uint64_t limit, int sealed, json_t
     ssize_t got = pread(fd, sp->buf, n, (off_t)sp->ck_off);
     if (got < 0)
         return -1;
-    json_t *seen = json_object();
+    memset(sp->ids, 0, (sp->id_mask + 1) * sizeof(*sp->ids));
     size_t pos = 0;
-    while (pos < (size_t)got && json_array_size(recs) < sp->set.batch_max) {
+    while (pos < (size_t)got && ch->n < sp->set.batch_max) {
         char *nl = memchr(sp->buf + pos, '\n', (size_t)got - pos);
         if (nl == NULL) {
             int at_end = sp->ck_off + (uint64_t)got >= limit;
@@ -1051,18 +1359,12 @@ static int read_chunk(gw_spend_t *sp, int fd, uint64_t limit, int sealed, json_t
             break;
         }
         size_t len = (size_t)(nl - (sp->buf + pos));
-        json_t *r = gw_spend_parse_line(sp->buf + pos, len);
-        if (r == NULL) {
+        if (gw_spend_decode(sp->buf + pos, len, &sp->recs[ch->n]) != 0)
             ch->corrupt++;
-        } else if (json_object_get(seen, jstr(r, "id")) != NULL) {
-            json_decref(r); /* the same request twice: the first line wins */
-        } else {
-            json_object_set_new(seen, jstr(r, "id"), json_true());
-            json_array_append_new(recs, r);
-        }
+        else if (!seen_before(sp, ch->n)) /* the same request twice: the first line wins */
+            ch->n++;
         pos += len + 1;
     }
-    json_decref(seen);
     ch->next_off = sp->ck_off + pos;
     return 0;
 }
@@ -1097,10 +1399,8 @@ static int writer_step(gw_spend_t *sp)
             return -1;
         limit = (uint64_t)st.st_size;
     }
-    json_t *recs = json_array();
     chunk_t ch;
-    if (read_chunk(sp, fd, limit, sealed, recs, &ch) != 0) {
-        json_decref(recs);
+    if (read_chunk(sp, fd, limit, sealed, &ch) != 0) {
         loud("cannot read journal %" PRIu64 ": %s", sp->ck_seq, strerror(errno));
         return -1;
     }
@@ -1109,12 +1409,11 @@ static int writer_step(gw_spend_t *sp)
         loud("skipped %zu torn or corrupt journal line(s) in file %" PRIu64 " before offset %" PRIu64,
              ch.corrupt, sp->ck_seq, ch.next_off);
     }
-    size_t n = json_array_size(recs);
+    size_t n = ch.n;
     if (n > 0) {
-        batch_t b = {.recs = recs};
+        batch_t b = {.sp = sp, .recs = sp->recs, .n = n, .fresh = sp->fresh};
         char err[GW_STORE_ERR_MAX] = "";
         int st = gw_store_run(sp->store, apply_batch, &b, err, sizeof(err));
-        json_decref(recs);
         if (st != GW_STORE_OK) {
             __atomic_add_fetch(&sp->st_failed, 1, __ATOMIC_RELAXED);
             uint64_t now = mono_ms();
@@ -1131,8 +1430,6 @@ static int writer_step(gw_spend_t *sp)
         __atomic_store_n(&sp->st_store_ok, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&sp->st_applied, n, __ATOMIC_RELAXED);
         __atomic_add_fetch(&sp->st_inserted, b.inserted, __ATOMIC_RELAXED);
-    } else {
-        json_decref(recs);
     }
     if (ch.next_off != sp->ck_off) {
         publish_checkpoint(sp, sp->ck_seq, ch.next_off);
@@ -1206,6 +1503,8 @@ static void defaults(gw_spend_settings_t *s)
         s->writer_ms = 100;
     if (s->batch_max == 0)
         s->batch_max = 500;
+    if (s->batch_max > GW_SPEND_MAX_BATCH)
+        s->batch_max = GW_SPEND_MAX_BATCH;
     if (s->retry_min_ms == 0)
         s->retry_min_ms = 100;
     if (s->retry_max_ms == 0)
@@ -1327,8 +1626,16 @@ gw_spend_t *gw_spend_open(const char *data_dir, gw_store_t *store, const gw_spen
                 sp->inst, sp->dir, strerror(errno));
         goto fail;
     }
+    size_t idcap = 16;
+    while (idcap < 2 * (size_t)sp->set.batch_max)
+        idcap <<= 1;
+    sp->id_mask = idcap - 1;
     sp->buf = malloc(READ_BUF);
-    if (sp->buf == NULL) {
+    sp->recs = calloc(sp->set.batch_max, sizeof(*sp->recs));
+    sp->fresh = calloc(sp->set.batch_max, 1);
+    sp->ids = calloc(idcap, sizeof(*sp->ids));
+    sp->meta = malloc((size_t)PG_CHUNK_MAX * META_MAX);
+    if (sp->buf == NULL || sp->recs == NULL || sp->fresh == NULL || sp->ids == NULL || sp->meta == NULL) {
         set_err(err, errlen, "out of memory");
         goto fail;
     }
@@ -1423,6 +1730,12 @@ void gw_spend_close(gw_spend_t *sp)
     if (sp->lock_fd >= 0)
         close(sp->lock_fd); /* releases the flock */
     free(sp->buf);
+    free(sp->recs);
+    free(sp->fresh);
+    free(sp->ids);
+    free(sp->meta);
+    for (size_t i = 0; i < PG_SHAPES_MAX; i++)
+        free(sp->ins_sql[i]);
     pthread_mutex_destroy(&sp->mu);
     pthread_mutex_destroy(&sp->sync_mu);
     pthread_mutex_destroy(&sp->prog_mu);

@@ -21,7 +21,17 @@
  *
  * Journal format. Files TOLLGATE_DATA_DIR/spend-<instance>.<seq>.journal; a new one (seq+1)
  * at every start and whenever the current one passes rotate_bytes. One record per line:
- *     S1 <payload length, decimal> <CRC-32C of payload, 8 hex> <payload JSON>\n
+ *     S2 <payload length, decimal> <CRC-32C of payload, 8 hex> <payload>\n
+ * where the payload is the record's fields separated by tabs in a fixed order (strings, which
+ * can hold no tab or newline, then decimal numbers; spend.c lists them). The leading "S<n>" is
+ * the format version: lines of format 1 (a JSON payload, written by earlier versions) are still
+ * read, so a journal left by an older version is replayed after an upgrade; fields are only ever
+ * appended to format 2 and a reader ignores fields it does not know. The other way does not
+ * work: a version from before format 2 skips format 2 lines as corrupt, so before going back to
+ * one, stop this version cleanly and let its journal drain into the store (gw_spend_close waits
+ * up to close_drain_ms and logs when records remain) — a backlog left behind would not be
+ * billed. A format 2 line whose text is not what the writer writes (valid UTF-8 without
+ * control characters) is skipped as corrupt, so that it cannot fail every retry of its batch.
  * A line that is incomplete (no newline: torn by kill -9) or whose length or checksum does not
  * match is skipped and counted, never parsed. Earlier files are never appended to again, so a
  * torn tail cannot swallow later records. spend-<instance>.checkpoint holds "<seq> <offset>"
@@ -29,10 +39,12 @@
  * store. spend-<instance>.lock (flock) keeps two processes off one instance id.
  *
  * Writer. One thread per instance: reads up to batch_max complete records after the
- * checkpoint, and in ONE transaction inserts them into spend_logs with ON CONFLICT (request_id)
- * DO NOTHING; only for rows actually inserted it adds the spend to keys, users, teams,
- * team_membership, end_users (created when missing, like LiteLLM's customers) and
- * organizations, and upserts the daily_spend rollup. Then it moves the checkpoint. Replaying a
+ * checkpoint (decoded in place, no allocation per record), and in ONE transaction inserts them
+ * into spend_logs with ON CONFLICT (request_id) DO NOTHING; only for rows actually inserted it
+ * adds the spend to keys, users, teams, team_membership, end_users (created when missing, like
+ * LiteLLM's customers) and organizations — one UPDATE per distinct row per batch — and upserts
+ * the daily_spend rollup. Every statement is a cached prepared statement
+ * (gw_store_exec_cached). Then it moves the checkpoint. Replaying a
  * batch (crash after commit, before the checkpoint) therefore changes nothing. When the store
  * fails (PostgreSQL down: GW_STORE_UNAVAILABLE) the writer retries the same batch with backoff
  * (retry_min_ms doubling to retry_max_ms) and the journal keeps growing. Fully checkpointed
@@ -62,6 +74,8 @@ typedef struct gw_spend gw_spend_t;
 #define GW_SPEND_MAX_LINE 8192
 /** Bytes kept of each string field of a record (request ids longer than this are refused). */
 #define GW_SPEND_MAX_FIELD 256
+/** Records per store transaction at most (batch_max is capped to it). */
+#define GW_SPEND_MAX_BATCH 100000
 /** Bytes of an instance id (letters, digits, '-', '_', '.'). */
 #define GW_SPEND_MAX_INSTANCE 64
 
@@ -77,7 +91,7 @@ typedef struct gw_spend_settings {
     gw_spend_sync_mode_t sync_mode;
     uint32_t sync_ms;        /* [100] journal_sync_ms */
     uint32_t writer_ms;      /* [100] how often the writer looks for new records */
-    uint32_t batch_max;      /* [500] records per store transaction */
+    uint32_t batch_max;      /* [500] records per store transaction (at most GW_SPEND_MAX_BATCH) */
     uint32_t retry_min_ms;   /* [100] first backoff after a failed batch */
     uint32_t retry_max_ms;   /* [5000] backoff ceiling */
     uint64_t rotate_bytes;   /* [64 MiB] start a new journal file past this size */
@@ -177,15 +191,17 @@ void gw_spend_close(gw_spend_t *sp);
 uint32_t gw_spend_crc32c(const void *buf, size_t len);
 
 /**
- * Formats rec as one journal line (newline included) into out. Returns the length, or
- * GW_SPEND_EINVAL.
+ * Formats rec as one journal line (format 2, newline included) into out. Returns the length, or
+ * GW_SPEND_EINVAL (no request id, a negative or absurd number, or outlen too small).
  */
 int gw_spend_format(const gw_spend_rec_t *rec, char *out, size_t outlen);
 
 /**
- * Checks one line (without its newline) and returns its payload parsed (caller decrefs), or
- * NULL when the line is torn or corrupt.
+ * Checks one journal line (without its newline; format 1 or 2) and decodes it into *out: 0, or
+ * -1 when the line is torn or corrupt (then *out is zeroed). Decodes IN PLACE: line is modified
+ * and out's strings point into it, so they live as long as line's bytes. Absent strings decode
+ * as "" (never NULL), absent numbers as 0.
  */
-json_t *gw_spend_parse_line(const char *line, size_t len);
+int gw_spend_decode(char *line, size_t len, gw_spend_rec_t *out);
 
 #endif

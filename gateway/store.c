@@ -390,6 +390,45 @@ int gw_store_query(gw_store_conn_t *c, const char *sql, const gw_store_param_t *
     return c->be->query(c->h, sql, params, n, rows, c->err, sizeof(c->err));
 }
 
+int gw_store_exec_cached(gw_store_conn_t *c, const char *sql, const gw_store_param_t *params, size_t n,
+                         int64_t *changes)
+{
+    int64_t ch = 0;
+    int st = c->be->exec_cached != NULL
+                 ? c->be->exec_cached(c->h, sql, params, n, &ch, c->err, sizeof(c->err))
+                 : c->be->exec(c->h, sql, params, n, &ch, c->err, sizeof(c->err));
+    if (changes != NULL)
+        *changes = st == GW_STORE_OK ? ch : 0;
+    return st;
+}
+
+int gw_store_query_cached(gw_store_conn_t *c, const char *sql, const gw_store_param_t *params, size_t n,
+                          json_t **rows)
+{
+    *rows = NULL;
+    return c->be->query_cached != NULL
+               ? c->be->query_cached(c->h, sql, params, n, rows, c->err, sizeof(c->err))
+               : c->be->query(c->h, sql, params, n, rows, c->err, sizeof(c->err));
+}
+
+void gw_store_stmt_stats(const gw_store_conn_t *c, size_t *cached, uint64_t *prepares)
+{
+    *cached = 0;
+    *prepares = 0;
+    if (c->be->stmt_stats != NULL)
+        c->be->stmt_stats(c->h, cached, prepares);
+}
+
+uint64_t gw_store_stmt_hash(const char *sql, const void *tag, size_t taglen)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)sql; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    for (size_t i = 0; i < taglen; i++)
+        h = (h ^ ((const unsigned char *)tag)[i]) * 1099511628211ull;
+    return h;
+}
+
 int gw_store_begin(gw_store_conn_t *c)
 {
     return c->be->exec(c->h, c->be->begin_sql, NULL, 0, NULL, c->err, sizeof(c->err));

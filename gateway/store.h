@@ -195,6 +195,31 @@ int gw_store_exec(gw_store_conn_t *c, const char *sql, const gw_store_param_t *p
 int gw_store_query(gw_store_conn_t *c, const char *sql, const gw_store_param_t *params, size_t n,
                    json_t **rows);
 
+/** Statements kept prepared per connection by the _cached calls (least recently used evicted). */
+#define GW_STORE_STMT_CACHE 64
+
+/**
+ * gw_store_exec / gw_store_query for a statement that runs again and again (the spend writer's
+ * inserts and updates): it is prepared once per connection and afterwards only bound and run —
+ * SQLite keeps the sqlite3_stmt, PostgreSQL a named prepared statement (PQprepare once, then
+ * PQexecPrepared). The SQL text is the cache key, compared by content (on PostgreSQL together
+ * with the parameters' types), so pass constant texts or a few shapes of them; at most
+ * GW_STORE_STMT_CACHE statements are kept. Results, statuses and messages are those of the
+ * uncached calls. A reconnect (PostgreSQL) empties the cache. A schema change is followed: SQLite
+ * recompiles a cached statement by itself; PostgreSQL replans it, and when it refuses ("cached
+ * plan must not change result type", or the statement vanished after DISCARD ALL) the entry is
+ * dropped and the call is retried once when no transaction is open; inside a transaction the call
+ * fails with GW_STORE_BUSY (the transaction is aborted; run it again and the statement is
+ * prepared afresh).
+ */
+int gw_store_exec_cached(gw_store_conn_t *c, const char *sql, const gw_store_param_t *params, size_t n,
+                         int64_t *changes);
+int gw_store_query_cached(gw_store_conn_t *c, const char *sql, const gw_store_param_t *params, size_t n,
+                          json_t **rows);
+
+/** Statements in c's cache now, and how many times the cache had to prepare one (tests, stats). */
+void gw_store_stmt_stats(const gw_store_conn_t *c, size_t *cached, uint64_t *prepares);
+
 /** Opens a transaction (SQLite: BEGIN IMMEDIATE, so writers queue instead of deadlocking). */
 int gw_store_begin(gw_store_conn_t *c);
 int gw_store_commit(gw_store_conn_t *c);

@@ -10,7 +10,7 @@
 
 #include "gateway/store.h"
 
-#define GW_STORE_BACKEND_ABI 1
+#define GW_STORE_BACKEND_ABI 2
 
 typedef struct gw_store_backend {
     const char *name; /* "sqlite" | "postgres": also the schema/ directory of its migrations */
@@ -40,6 +40,14 @@ typedef struct gw_store_backend {
     int (*in_tx)(void *h);
     /** Takes (on = 1) or releases (on = 0) the cross-process migration lock; may be a no-op. */
     int (*migrate_lock)(void *h, int on, char *err, size_t errlen);
+    /* ---- ABI 2: the prepared-statement cache (gw_store_exec_cached / gw_store_query_cached) --- */
+    /** exec and query with sql prepared once per connection and kept (see store.h). */
+    int (*exec_cached)(void *h, const char *sql, const gw_store_param_t *p, size_t n, int64_t *changes,
+                       char *err, size_t errlen);
+    int (*query_cached)(void *h, const char *sql, const gw_store_param_t *p, size_t n, json_t **rows,
+                        char *err, size_t errlen);
+    /** Entries in the cache now and statements prepared into it so far. */
+    void (*stmt_stats)(void *h, size_t *cached, uint64_t *prepares);
 } gw_store_backend_t;
 
 extern const gw_store_backend_t gw_store_sqlite_backend;
@@ -48,6 +56,12 @@ extern const gw_store_backend_t gw_store_pg_backend;
 /** snprintf into err (never NULL), returning status: the backends' one-line error exit. */
 int gw_store_errf(char *err, size_t errlen, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/**
+ * The statement cache's key hash: FNV-1a of sql, then of the tag bytes (PostgreSQL: the
+ * parameters' type OIDs; NULL/0 for none).
+ */
+uint64_t gw_store_stmt_hash(const char *sql, const void *tag, size_t taglen);
 
 /** Monotonic milliseconds. */
 uint64_t gw_store_mono_ms(void);

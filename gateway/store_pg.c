@@ -16,6 +16,16 @@
  * PostgreSQL to infer from the statement (a text parameter fills a timestamptz or jsonb column). Results are
  * read as text and converted by column type: integers, booleans, jsonb/json parsed, timestamps rewritten as
  * "YYYY-MM-DDTHH:MM:SS.sssZ" to match SQLite.
+ *
+ * Statement cache. The _cached calls keep up to GW_STORE_STMT_CACHE named prepared statements
+ * ("tg_s<N>") per connection, keyed by SQL text and parameter types (the types are fixed when a
+ * statement is prepared, so the same text sent once with a NULL and once with an integer in one
+ * place is two statements), least recently used evicted with DEALLOCATE. A new connection starts
+ * with an empty cache (the server forgot them all). PostgreSQL replans a prepared statement after
+ * DDL by itself, except when the result's row type changed (0A000 "cached plan must not change
+ * result type") or the statement is gone (26000, e.g. after DISCARD ALL): then the entry is marked
+ * stale and prepared again at its next use — at once, with one retry, when no transaction is
+ * open; inside one the transaction is already aborted, so the call fails with GW_STORE_BUSY.
  */
 #include "gateway/store_int.h"
 
@@ -49,9 +59,23 @@ enum {
     OID_JSONB = 3802,
 };
 
+typedef struct pcached {
+    uint64_t hash;
+    char *sql;
+    Oid *types;
+    size_t n;
+    uint64_t used; /* LRU tick */
+    int stale;     /* prepare again (under a new name) before the next use */
+    int on_server; /* the server holds .name (DEALLOCATE it when dropping the entry) */
+    char name[32];
+} pcached_t;
+
 typedef struct pg {
     char *url;
     PGconn *conn;
+    pcached_t cache[GW_STORE_STMT_CACHE];
+    size_t ncache;
+    uint64_t tick, prepares, names;
     uint64_t next_try_ms; /* no connection attempt before this (monotonic ms) */
     unsigned backoff_ms;  /* 0 after a success */
     char last_err[256];
@@ -131,9 +155,20 @@ static int pg_open(const char *url, void **h, char *desc, size_t desclen, char *
     return GW_STORE_OK;
 }
 
+/* Forgets every cached statement (the connection that knew them is gone or going). */
+static void cache_clear(pg_t *p)
+{
+    for (size_t i = 0; i < p->ncache; i++) {
+        free(p->cache[i].sql);
+        free(p->cache[i].types);
+    }
+    p->ncache = 0;
+}
+
 static void pg_close(void *h)
 {
     pg_t *p = h;
+    cache_clear(p);
     if (p->conn != NULL)
         PQfinish(p->conn);
     free(p->url);
@@ -192,6 +227,7 @@ static int pg_ready(void *h, char *err, size_t errlen)
             return GW_STORE_OK;
         PQfinish(p->conn); /* lost: reconnect now, no backoff for the first attempt */
         p->conn = NULL;
+        cache_clear(p);
     }
     uint64_t now = gw_store_mono_ms();
     if (now < p->next_try_ms)
@@ -336,9 +372,145 @@ static PGresult *run(pg_t *p, const char *sql, const gw_store_param_t *prm, size
     return r;
 }
 
+/* ---- the statement cache ---- */
+
+/*
+ * Drops e's statement on the server, when it holds it and the connection can take a command:
+ * DEALLOCATE is not transactional and succeeds inside a transaction, but in an aborted one it
+ * fails (and a failing command would abort a healthy one), so there the name is left behind —
+ * names are never reused and the server forgets them with the connection.
+ */
+static void deallocate(pg_t *p, pcached_t *e)
+{
+    if (e->on_server && PQtransactionStatus(p->conn) != PQTRANS_INERROR) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "DEALLOCATE %s", e->name);
+        PQclear(PQexec(p->conn, sql));
+    }
+    e->on_server = 0;
+}
+
+/* Prepares e's statement on the server under a fresh name. */
+static int cache_prepare(pg_t *p, pcached_t *e, char *err, size_t errlen)
+{
+    snprintf(e->name, sizeof(e->name), "tg_s%" PRIu64, ++p->names);
+    PGresult *r = PQprepare(p->conn, e->name, e->sql, (int)e->n, e->types);
+    int st = result_status(p, r, err, errlen);
+    PQclear(r);
+    if (st == GW_STORE_OK) {
+        e->stale = 0;
+        e->on_server = 1;
+        p->prepares++;
+    }
+    return st;
+}
+
+/* The cache entry for (sql, types), prepared; NULL with the status when it cannot be had. */
+static pcached_t *cache_get(pg_t *p, const char *sql, const Oid *types, size_t n, int *st, char *err,
+                            size_t errlen)
+{
+    uint64_t hash = gw_store_stmt_hash(sql, types, n * sizeof(*types));
+    pcached_t *e = NULL;
+    p->tick++;
+    for (size_t i = 0; i < p->ncache && e == NULL; i++) {
+        pcached_t *c = &p->cache[i];
+        if (c->hash == hash && c->n == n && strcmp(c->sql, sql) == 0 &&
+            (n == 0 || memcmp(c->types, types, n * sizeof(*types)) == 0))
+            e = c;
+    }
+    if (e != NULL && e->stale) {
+        deallocate(p, e);
+    } else if (e == NULL) {
+        char *copy = strdup(sql);
+        Oid *tcopy = malloc((n ? n : 1) * sizeof(*tcopy));
+        if (copy == NULL || tcopy == NULL) {
+            free(copy);
+            free(tcopy);
+            *st = gw_store_errf(err, errlen, GW_STORE_ERROR, "out of memory");
+            return NULL;
+        }
+        if (n > 0)
+            memcpy(tcopy, types, n * sizeof(*types));
+        if (p->ncache == GW_STORE_STMT_CACHE) {
+            e = &p->cache[0];
+            for (size_t i = 1; i < p->ncache; i++)
+                if (p->cache[i].used < e->used)
+                    e = &p->cache[i];
+            deallocate(p, e);
+            free(e->sql);
+            free(e->types);
+        } else {
+            e = &p->cache[p->ncache++];
+        }
+        *e = (pcached_t){.hash = hash, .sql = copy, .types = tcopy, .n = n, .stale = 1};
+    }
+    e->used = p->tick;
+    if (e->stale && (*st = cache_prepare(p, e, err, errlen)) != GW_STORE_OK)
+        return NULL; /* stays stale: the next call prepares it again */
+    *st = GW_STORE_OK;
+    return e;
+}
+
+/* 1 when r failed because the prepared statement itself is out of date or gone. */
+static int stale_statement(const PGresult *r)
+{
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL && (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0);
+}
+
+static PGresult *run_cached(pg_t *p, const char *sql, const gw_store_param_t *prm, size_t n, int *st,
+                            char *err, size_t errlen)
+{
+    params_t pp;
+    *st = params_build(&pp, prm, n, err, errlen);
+    PGresult *r = NULL;
+    for (int attempt = 0; *st == GW_STORE_OK && attempt < 2; attempt++) {
+        if (attempt > 0) /* the second attempt prepares the statement afresh */
+            snprintf(err, errlen, "%s", "");
+        pcached_t *e = cache_get(p, sql, pp.types, n, st, err, errlen);
+        if (e == NULL)
+            break;
+        r = PQexecPrepared(p->conn, e->name, (int)n, pp.values, NULL, NULL, 0);
+        *st = result_status(p, r, err, errlen);
+        if (*st == GW_STORE_OK || !stale_statement(r))
+            break;
+        e->stale = 1;
+        if (strcmp(PQresultErrorField(r, PG_DIAG_SQLSTATE), "26000") == 0)
+            e->on_server = 0; /* gone already (DISCARD ALL, DEALLOCATE ALL) */
+        PQclear(r);
+        r = NULL;
+        if (PQtransactionStatus(p->conn) != PQTRANS_IDLE) {
+            /* the transaction is aborted: the caller rolls back and runs it again */
+            *st = gw_store_errf(err, errlen, GW_STORE_BUSY,
+                                "postgres: a cached statement went out of date (schema change); retry");
+            break;
+        }
+        if (attempt == 0)
+            *st = GW_STORE_OK; /* retry once, outside a transaction */
+    }
+    params_free(&pp);
+    if (*st != GW_STORE_OK) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
 static int not_connected(char *err, size_t errlen)
 {
     return gw_store_errf(err, errlen, GW_STORE_UNAVAILABLE, "postgres: not connected");
+}
+
+static int exec_with(pg_t *p, PGresult *r, int st, int64_t *changes)
+{
+    if (r == NULL)
+        return st;
+    if (changes != NULL) {
+        const char *t = PQcmdTuples(r);
+        *changes = t != NULL && *t ? strtoll(t, NULL, 10) : 0;
+    }
+    PQclear(r);
+    return GW_STORE_OK;
 }
 
 static int pg_exec(void *h, const char *sql, const gw_store_param_t *prm, size_t n, int64_t *changes,
@@ -349,14 +521,18 @@ static int pg_exec(void *h, const char *sql, const gw_store_param_t *prm, size_t
         return not_connected(err, errlen);
     int st;
     PGresult *r = run(p, sql, prm, n, &st, err, errlen);
-    if (r == NULL)
-        return st;
-    if (changes != NULL) {
-        const char *t = PQcmdTuples(r);
-        *changes = t != NULL && *t ? strtoll(t, NULL, 10) : 0;
-    }
-    PQclear(r);
-    return GW_STORE_OK;
+    return exec_with(p, r, st, changes);
+}
+
+static int pg_exec_cached(void *h, const char *sql, const gw_store_param_t *prm, size_t n, int64_t *changes,
+                          char *err, size_t errlen)
+{
+    pg_t *p = h;
+    if (p->conn == NULL)
+        return not_connected(err, errlen);
+    int st;
+    PGresult *r = run_cached(p, sql, prm, n, &st, err, errlen);
+    return exec_with(p, r, st, changes);
 }
 
 static json_t *number_value(const char *v, int integral)
@@ -417,14 +593,8 @@ static json_t *field_value(const PGresult *r, int row, int col)
     }
 }
 
-static int pg_query(void *h, const char *sql, const gw_store_param_t *prm, size_t n, json_t **rows, char *err,
-                    size_t errlen)
+static int rows_of(PGresult *r, int st, json_t **rows)
 {
-    pg_t *p = h;
-    if (p->conn == NULL)
-        return not_connected(err, errlen);
-    int st;
-    PGresult *r = run(p, sql, prm, n, &st, err, errlen);
     if (r == NULL)
         return st;
     json_t *out = json_array();
@@ -438,6 +608,35 @@ static int pg_query(void *h, const char *sql, const gw_store_param_t *prm, size_
     PQclear(r);
     *rows = out;
     return GW_STORE_OK;
+}
+
+static int pg_query(void *h, const char *sql, const gw_store_param_t *prm, size_t n, json_t **rows, char *err,
+                    size_t errlen)
+{
+    pg_t *p = h;
+    if (p->conn == NULL)
+        return not_connected(err, errlen);
+    int st;
+    PGresult *r = run(p, sql, prm, n, &st, err, errlen);
+    return rows_of(r, st, rows);
+}
+
+static int pg_query_cached(void *h, const char *sql, const gw_store_param_t *prm, size_t n, json_t **rows,
+                           char *err, size_t errlen)
+{
+    pg_t *p = h;
+    if (p->conn == NULL)
+        return not_connected(err, errlen);
+    int st;
+    PGresult *r = run_cached(p, sql, prm, n, &st, err, errlen);
+    return rows_of(r, st, rows);
+}
+
+static void pg_stmt_stats(void *h, size_t *cached, uint64_t *prepares)
+{
+    const pg_t *p = h;
+    *cached = p->ncache;
+    *prepares = p->prepares;
 }
 
 static int pg_script(void *h, const char *sql, char *err, size_t errlen)
@@ -484,4 +683,7 @@ const gw_store_backend_t gw_store_pg_backend = {
     .script = pg_script,
     .in_tx = pg_in_tx,
     .migrate_lock = pg_migrate_lock,
+    .exec_cached = pg_exec_cached,
+    .query_cached = pg_query_cached,
+    .stmt_stats = pg_stmt_stats,
 };

@@ -10,6 +10,12 @@
  * Parameters are written $1, $2, … as in PostgreSQL; SQLite sees them as named parameters and
  * we bind each by the number in its name. Results are typed by the column's declared type:
  * BOOLEAN columns come back as true/false and JSON columns as parsed JSON values.
+ *
+ * Statement cache. The _cached calls keep up to GW_STORE_STMT_CACHE compiled statements, keyed by
+ * their SQL text (hash, then strcmp), evicting the least recently used. A cached statement is
+ * reset and its bindings cleared right after each use, so it holds no read transaction and no
+ * pointer to the caller's parameters between calls. SQLite recompiles a statement whose schema
+ * changed by itself (sqlite3_prepare_v2), so DDL needs nothing from us.
  */
 #include "gateway/store_int.h"
 
@@ -20,6 +26,21 @@
 #include <strings.h>
 
 #define BUSY_TIMEOUT_MS 5000
+
+typedef struct cached {
+    uint64_t hash;
+    const char *src; /* the caller's pointer it was last found by: tried first, then compared */
+    char *sql;
+    sqlite3_stmt *st;
+    uint64_t used; /* tick of the last use: LRU */
+} cached_t;
+
+typedef struct lite {
+    sqlite3 *db;
+    cached_t cache[GW_STORE_STMT_CACHE];
+    size_t ncache;
+    uint64_t tick, prepares;
+} lite_t;
 
 static int status_of(int rc)
 {
@@ -80,14 +101,26 @@ static int lite_open(const char *path, void **h, char *desc, size_t desclen, cha
         sqlite3_close(db);
         return GW_STORE_ERROR;
     }
+    lite_t *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        sqlite3_close(db);
+        return gw_store_errf(err, errlen, GW_STORE_ERROR, "out of memory");
+    }
+    l->db = db;
     snprintf(desc, desclen, "sqlite %s", path);
-    *h = db;
+    *h = l;
     return GW_STORE_OK;
 }
 
 static void lite_close(void *h)
 {
-    sqlite3_close(h);
+    lite_t *l = h;
+    for (size_t i = 0; i < l->ncache; i++) {
+        sqlite3_finalize(l->cache[i].st);
+        free(l->cache[i].sql);
+    }
+    sqlite3_close(l->db);
+    free(l);
 }
 
 static int lite_ready(void *h, char *err, size_t errlen)
@@ -206,8 +239,8 @@ static char *numbered_sql(const char *sql)
     return out;
 }
 
-static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params, size_t n, sqlite3_stmt **out,
-                   char *err, size_t errlen)
+/* Compiles exactly one statement of sql (with $N rewritten, see numbered_sql). */
+static int compile(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
 {
     const char *tail = NULL;
     sqlite3_stmt *st = NULL;
@@ -232,7 +265,18 @@ static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params,
         }
     }
     free(text);
-    int stt = bind_all(st, params, n, err, errlen);
+    *out = st;
+    return GW_STORE_OK;
+}
+
+static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params, size_t n, sqlite3_stmt **out,
+                   char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int stt = compile(db, sql, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    stt = bind_all(st, params, n, err, errlen);
     if (stt != GW_STORE_OK) {
         sqlite3_finalize(st);
         return stt;
@@ -241,20 +285,26 @@ static int prepare(sqlite3 *db, const char *sql, const gw_store_param_t *params,
     return GW_STORE_OK;
 }
 
-static int lite_exec(void *h, const char *sql, const gw_store_param_t *p, size_t n, int64_t *changes,
-                     char *err, size_t errlen)
+/* Runs a bound statement to its end; rows ignored. */
+static int step_exec(sqlite3 *db, sqlite3_stmt *st, int64_t *changes, char *err, size_t errlen)
 {
-    sqlite3 *db = h;
-    sqlite3_stmt *st;
-    int stt = prepare(db, sql, p, n, &st, err, errlen);
-    if (stt != GW_STORE_OK)
-        return stt;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     }
     if (rc == SQLITE_DONE && changes != NULL)
         *changes = sqlite3_changes64(db);
-    stt = rc == SQLITE_DONE ? GW_STORE_OK : fail(db, rc, err, errlen);
+    return rc == SQLITE_DONE ? GW_STORE_OK : fail(db, rc, err, errlen);
+}
+
+static int lite_exec(void *h, const char *sql, const gw_store_param_t *p, size_t n, int64_t *changes,
+                     char *err, size_t errlen)
+{
+    sqlite3 *db = ((lite_t *)h)->db;
+    sqlite3_stmt *st;
+    int stt = prepare(db, sql, p, n, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    stt = step_exec(db, st, changes, err, errlen);
     sqlite3_finalize(st);
     return stt;
 }
@@ -295,17 +345,13 @@ static json_t *column_value(sqlite3_stmt *st, int i)
     }
 }
 
-static int lite_query(void *h, const char *sql, const gw_store_param_t *p, size_t n, json_t **rows, char *err,
-                      size_t errlen)
+/* Runs a bound statement and collects its rows. */
+static int step_query(sqlite3 *db, sqlite3_stmt *st, json_t **rows, char *err, size_t errlen)
 {
-    sqlite3 *db = h;
-    sqlite3_stmt *st;
-    int stt = prepare(db, sql, p, n, &st, err, errlen);
-    if (stt != GW_STORE_OK)
-        return stt;
     json_t *out = json_array();
-    int rc, ncol = sqlite3_column_count(st);
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int ncol = sqlite3_column_count(st); /* after the step: it may have recompiled (schema change) */
         json_t *row = json_object();
         for (int i = 0; i < ncol; i++)
             json_object_set_new(row, sqlite3_column_name(st, i), column_value(st, i));
@@ -313,19 +359,119 @@ static int lite_query(void *h, const char *sql, const gw_store_param_t *p, size_
     }
     if (rc == SQLITE_DONE) {
         *rows = out;
-        stt = GW_STORE_OK;
-    } else {
-        json_decref(out);
-        stt = fail(db, rc, err, errlen);
+        return GW_STORE_OK;
     }
+    json_decref(out);
+    return fail(db, rc, err, errlen);
+}
+
+static int lite_query(void *h, const char *sql, const gw_store_param_t *p, size_t n, json_t **rows, char *err,
+                      size_t errlen)
+{
+    sqlite3 *db = ((lite_t *)h)->db;
+    sqlite3_stmt *st;
+    int stt = prepare(db, sql, p, n, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    stt = step_query(db, st, rows, err, errlen);
     sqlite3_finalize(st);
     return stt;
+}
+
+/* The cached statement for sql, compiled (and an older one evicted) when it is not there. */
+static int lookup(lite_t *l, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
+{
+    l->tick++;
+    /* callers pass the same constant text every time: a pointer match confirmed by strcmp
+     * (vectorised) is cheaper than hashing a long INSERT byte by byte for every row */
+    for (size_t i = 0; i < l->ncache; i++) {
+        if (l->cache[i].src == sql && strcmp(l->cache[i].sql, sql) == 0) {
+            l->cache[i].used = l->tick;
+            *out = l->cache[i].st;
+            return GW_STORE_OK;
+        }
+    }
+    uint64_t hash = gw_store_stmt_hash(sql, NULL, 0);
+    for (size_t i = 0; i < l->ncache; i++) {
+        if (l->cache[i].hash == hash && strcmp(l->cache[i].sql, sql) == 0) {
+            l->cache[i].used = l->tick;
+            l->cache[i].src = sql;
+            *out = l->cache[i].st;
+            return GW_STORE_OK;
+        }
+    }
+    sqlite3_stmt *st;
+    int stt = compile(l->db, sql, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    char *copy = strdup(sql);
+    if (copy == NULL) {
+        sqlite3_finalize(st);
+        return gw_store_errf(err, errlen, GW_STORE_ERROR, "sqlite: out of memory");
+    }
+    size_t slot = l->ncache;
+    if (slot == GW_STORE_STMT_CACHE) {
+        slot = 0;
+        for (size_t i = 1; i < l->ncache; i++)
+            if (l->cache[i].used < l->cache[slot].used)
+                slot = i;
+        sqlite3_finalize(l->cache[slot].st);
+        free(l->cache[slot].sql);
+    } else {
+        l->ncache++;
+    }
+    l->cache[slot] = (cached_t){.hash = hash, .src = sql, .sql = copy, .st = st, .used = l->tick};
+    l->prepares++;
+    *out = st;
+    return GW_STORE_OK;
+}
+
+/* After each use: no open read, no pointers to the caller's parameters. */
+static void release(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static int lite_exec_cached(void *h, const char *sql, const gw_store_param_t *p, size_t n, int64_t *changes,
+                            char *err, size_t errlen)
+{
+    lite_t *l = h;
+    sqlite3_stmt *st = NULL;
+    int stt = lookup(l, sql, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    if ((stt = bind_all(st, p, n, err, errlen)) == GW_STORE_OK)
+        stt = step_exec(l->db, st, changes, err, errlen);
+    release(st);
+    return stt;
+}
+
+static int lite_query_cached(void *h, const char *sql, const gw_store_param_t *p, size_t n, json_t **rows,
+                             char *err, size_t errlen)
+{
+    lite_t *l = h;
+    sqlite3_stmt *st = NULL;
+    int stt = lookup(l, sql, &st, err, errlen);
+    if (stt != GW_STORE_OK)
+        return stt;
+    if ((stt = bind_all(st, p, n, err, errlen)) == GW_STORE_OK)
+        stt = step_query(l->db, st, rows, err, errlen);
+    release(st);
+    return stt;
+}
+
+static void lite_stmt_stats(void *h, size_t *cached, uint64_t *prepares)
+{
+    const lite_t *l = h;
+    *cached = l->ncache;
+    *prepares = l->prepares;
 }
 
 static int lite_script(void *h, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;
-    int rc = sqlite3_exec(h, sql, NULL, NULL, &msg);
+    int rc = sqlite3_exec(((lite_t *)h)->db, sql, NULL, NULL, &msg);
     int stt = rc == SQLITE_OK
                   ? GW_STORE_OK
                   : gw_store_errf(err, errlen, status_of(rc), "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
@@ -335,7 +481,7 @@ static int lite_script(void *h, const char *sql, char *err, size_t errlen)
 
 static int lite_in_tx(void *h)
 {
-    return !sqlite3_get_autocommit(h);
+    return !sqlite3_get_autocommit(((lite_t *)h)->db);
 }
 
 static int lite_migrate_lock(void *h, int on, char *err, size_t errlen)
@@ -359,4 +505,7 @@ const gw_store_backend_t gw_store_sqlite_backend = {
     .script = lite_script,
     .in_tx = lite_in_tx,
     .migrate_lock = lite_migrate_lock,
+    .exec_cached = lite_exec_cached,
+    .query_cached = lite_query_cached,
+    .stmt_stats = lite_stmt_stats,
 };

@@ -223,10 +223,15 @@ function journalIds(dir, instance) {
   for (const f of fs.readdirSync(dir)) {
     if (!f.startsWith(`spend-${instance}.`) || !f.endsWith('.journal')) continue;
     for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
-      const m = /^S1 [0-9]+ [0-9a-f]{8} (.*)$/.exec(line);
-      if (!m) continue;
+      // format 2: tab-separated fields, the request id first; format 1 (older versions): JSON
+      const m = /^S([12]) ([0-9]+) [0-9a-f]{8} (.*)$/.exec(line);
+      if (!m || Buffer.byteLength(m[3]) !== Number(m[2])) continue; /* torn */
+      if (m[1] === '2') {
+        ids.add(m[3].split('\t')[0]);
+        continue;
+      }
       try {
-        ids.add(JSON.parse(m[1]).id);
+        ids.add(JSON.parse(m[3]).id);
       } catch {
         /* torn */
       }

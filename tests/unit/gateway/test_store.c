@@ -12,7 +12,9 @@
  * parameter); the change feed; completions posted back to an h2o loop on the submitting thread;
  * two threads submitting at once; close runs queued jobs. PostgreSQL only: a server that is down
  * gives GW_STORE_UNAVAILABLE at once (no hang), and the store reconnects when a server it was
- * using comes back (a second throwaway server started with scripts/pgtmp.sh). Time helpers.
+ * using comes back (a second throwaway server started with scripts/pgtmp.sh). The prepared-
+ * statement cache: reuse, errors, schema changes (in and out of transactions), eviction, and on
+ * PostgreSQL a terminated connection and DEALLOCATE ALL under it. Time helpers.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -619,6 +621,148 @@ static void case_close_drains(db_env_t *e)
     cr_assert_eq(close_count, 50);
 }
 
+/* ---- the prepared-statement cache ------------------------------------------------------------ */
+
+typedef struct cached_job {
+    const char *sql;
+    const gw_store_param_t *p;
+    size_t n;
+    int query, in_tx;
+    json_t *rows;
+    int64_t changes;
+    size_t cached;
+    uint64_t prepares;
+} cached_job_t;
+
+static int run_cached_body(gw_store_conn_t *c, void *ud)
+{
+    cached_job_t *j = ud;
+    return j->query ? gw_store_query_cached(c, j->sql, j->p, j->n, &j->rows)
+                    : gw_store_exec_cached(c, j->sql, j->p, j->n, &j->changes);
+}
+
+static int run_cached(gw_store_conn_t *c, void *ud)
+{
+    cached_job_t *j = ud;
+    int st = j->in_tx ? gw_store_tx(c, run_cached_body, ud) : run_cached_body(c, ud);
+    gw_store_stmt_stats(c, &j->cached, &j->prepares);
+    return st;
+}
+
+/* Runs sql through the cache (in a transaction when in_tx); returns the status, *j filled. */
+static int cached(gw_store_t *s, cached_job_t *j, const char *sql, const gw_store_param_t *p, size_t n,
+                  int query, int in_tx)
+{
+    json_decref(j->rows);
+    *j = (cached_job_t){.sql = sql, .p = p, .n = n, .query = query, .in_tx = in_tx};
+    char err[512] = "";
+    int st = gw_store_run(s, run_cached, j, err, sizeof(err));
+    if (st != GW_STORE_OK)
+        cr_log_info("%s: %s", sql, err);
+    return st;
+}
+
+static size_t columns(const json_t *rows)
+{
+    return json_object_size(json_array_get(rows, 0));
+}
+
+/*
+ * A statement run through the cache is prepared once and then reused; errors leave it usable;
+ * a schema change under a cached statement (a new column for SELECT *) is followed, outside and
+ * inside a transaction (PostgreSQL refuses the stale plan there once with GW_STORE_BUSY: the
+ * transaction is aborted, and the retry prepares it afresh); the cache stays bounded.
+ */
+static void case_stmt_cache(env_t *e)
+{
+    gw_store_t *s = env_open(e);
+    char err[512] = "";
+    cr_assert_eq(
+        exec_status(s, "CREATE TABLE cache_t (a BIGINT PRIMARY KEY, b TEXT)", NULL, 0, err, sizeof(err)),
+        GW_STORE_OK, "%s", err);
+    cached_job_t j = {0};
+    const char *ins = "INSERT INTO cache_t (a, b) VALUES ($1, $2)";
+    uint64_t base = 0;
+    for (int i = 0; i < 5; i++) {
+        char b[16]; /* a stack buffer: bindings must not outlive the call */
+        snprintf(b, sizeof(b), "row%d", i);
+        gw_store_param_t p[] = {GW_P_INT(i), GW_P_TEXT(b)};
+        cr_assert_eq(cached(s, &j, ins, p, 2, 0, 0), GW_STORE_OK);
+        cr_assert_eq(j.changes, 1);
+        if (i == 0)
+            base = j.prepares;
+        cr_assert_eq(j.prepares, base, "prepared again at %d", i);
+    }
+    /* a constraint error, then the same statement works */
+    gw_store_param_t dup[] = {GW_P_INT(3), GW_P_TEXT("dup")};
+    cr_assert_eq(cached(s, &j, ins, dup, 2, 0, 0), GW_STORE_CONSTRAINT);
+    gw_store_param_t ok[] = {GW_P_INT(5), GW_P_NULL()};
+    cr_assert_eq(cached(s, &j, ins, ok, 2, 0, 0), GW_STORE_OK, "after an error");
+    cr_assert_eq(query_int(s, "SELECT count(*) AS n FROM cache_t", NULL, 0), 6);
+
+    const char *sel = "SELECT * FROM cache_t WHERE a >= $1 ORDER BY a";
+    gw_store_param_t from[] = {GW_P_INT(0)};
+    cr_assert_eq(cached(s, &j, sel, from, 1, 1, 0), GW_STORE_OK);
+    cr_assert_eq(json_array_size(j.rows), 6);
+    cr_assert_eq(columns(j.rows), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(j.rows, 1), "b")), "row1");
+
+    /* schema change, outside a transaction: followed at once */
+    cr_assert_eq(
+        exec_status(s, "ALTER TABLE cache_t ADD COLUMN c BIGINT DEFAULT 7", NULL, 0, err, sizeof(err)),
+        GW_STORE_OK, "%s", err);
+    cr_assert_eq(cached(s, &j, sel, from, 1, 1, 0), GW_STORE_OK);
+    cr_assert_eq(columns(j.rows), 3);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(j.rows, 0), "c")), 7);
+
+    /* inside a transaction */
+    cr_assert_eq(
+        exec_status(s, "ALTER TABLE cache_t ADD COLUMN d TEXT DEFAULT 'x'", NULL, 0, err, sizeof(err)),
+        GW_STORE_OK, "%s", err);
+    int st = cached(s, &j, sel, from, 1, 1, 1);
+    if (e->kind == GW_STORE_POSTGRES) {
+        cr_assert_eq(st, GW_STORE_BUSY, "the stale plan in a transaction: %d", st);
+        st = cached(s, &j, sel, from, 1, 1, 1);
+    }
+    cr_assert_eq(st, GW_STORE_OK);
+    cr_assert_eq(columns(j.rows), 4);
+
+    /* a table that went away makes the cached statement fail, and work again when it is back */
+    cr_assert_eq(exec_status(s, "ALTER TABLE cache_t RENAME TO cache_away", NULL, 0, err, sizeof(err)),
+                 GW_STORE_OK, "%s", err);
+    gw_store_param_t p6[] = {GW_P_INT(6), GW_P_TEXT("six")};
+    cr_assert_neq(cached(s, &j, ins, p6, 2, 0, 1), GW_STORE_OK);
+    cr_assert_eq(exec_status(s, "ALTER TABLE cache_away RENAME TO cache_t", NULL, 0, err, sizeof(err)),
+                 GW_STORE_OK, "%s", err);
+    cr_assert_eq(cached(s, &j, ins, p6, 2, 0, 1), GW_STORE_OK);
+    cr_assert_eq(query_int(s, "SELECT count(*) AS n FROM cache_t", NULL, 0), 7);
+
+    /* the same text with a NULL where an integer was: both run */
+    const char *sum = "SELECT COALESCE($1, 0) + 1 AS v";
+    gw_store_param_t pi[] = {GW_P_INT(41)}, pn[] = {GW_P_NULL()};
+    cr_assert_eq(cached(s, &j, sum, pi, 1, 1, 0), GW_STORE_OK);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(j.rows, 0), "v")), 42);
+    cr_assert_eq(cached(s, &j, sum, pn, 1, 1, 0), GW_STORE_OK);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(j.rows, 0), "v")), 1);
+
+    /* bounded: more distinct statements than the cache holds, the oldest still runs */
+    char texts[GW_STORE_STMT_CACHE + 8][64];
+    for (int i = 0; i < GW_STORE_STMT_CACHE + 8; i++) {
+        snprintf(texts[i], sizeof(texts[i]), "SELECT %d AS v", i);
+        cr_assert_eq(cached(s, &j, texts[i], NULL, 0, 1, 0), GW_STORE_OK);
+        cr_assert_eq(json_integer_value(json_object_get(json_array_get(j.rows, 0), "v")), i);
+        cr_assert_leq(j.cached, GW_STORE_STMT_CACHE);
+    }
+    cr_assert_eq(j.cached, GW_STORE_STMT_CACHE);
+    uint64_t before = j.prepares;
+    cr_assert_eq(cached(s, &j, texts[0], NULL, 0, 1, 0), GW_STORE_OK);
+    cr_assert_eq(j.prepares, before + 1, "evicted, prepared again");
+    cr_assert_eq(cached(s, &j, texts[0], NULL, 0, 1, 0), GW_STORE_OK);
+    cr_assert_eq(j.prepares, before + 1, "and cached again");
+    json_decref(j.rows);
+    gw_store_close(s);
+}
+
 /* ---- the table ----------------------------------------------------------------------------- */
 
 #define ON_BOTH(name)                                                                                        \
@@ -647,6 +791,7 @@ ON_BOTH(changes)
 ON_BOTH(loop_completion)
 ON_BOTH(two_threads)
 ON_BOTH(close_drains)
+ON_BOTH(stmt_cache)
 
 /* ---- PostgreSQL down and back -------------------------------------------------------------- */
 
@@ -681,6 +826,51 @@ static void on_down_done(void *ud, int status, const char *err)
         c->failures++;
     snprintf(c->err, sizeof(c->err), "%s", err);
     __atomic_add_fetch(&c->done, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * PostgreSQL: the server forgets prepared statements with the connection (the store's backend
+ * is terminated: the store reconnects and prepares again) and on DEALLOCATE ALL / DISCARD ALL
+ * (the statement is gone under the cache: prepared again and retried once).
+ */
+Test(store_postgres, stmt_cache_reconnect_and_discard, .timeout = 60)
+{
+    env_t e;
+    env_setup(&e, GW_STORE_POSTGRES);
+    gw_store_t *s = env_open(&e);
+    cached_job_t j = {0};
+    const char *sql = "SELECT $1 + 1 AS v";
+    gw_store_param_t p[] = {GW_P_INT(1)};
+    cr_assert_eq(cached(s, &j, sql, p, 1, 1, 0), GW_STORE_OK);
+    uint64_t first = j.prepares;
+    cr_assert_eq(cached(s, &j, sql, p, 1, 1, 0), GW_STORE_OK);
+    cr_assert_eq(j.prepares, first);
+
+    char kill[512];
+    snprintf(kill, sizeof(kill),
+             "DO $$ BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND "
+             "application_name = 'tollgate'; END $$",
+             e.dbname);
+    admin_sql(e.admin, kill);
+    int st = GW_STORE_UNAVAILABLE;
+    for (int i = 0; i < 100 && st != GW_STORE_OK; i++) { /* the store notices and reconnects */
+        st = cached(s, &j, sql, p, 1, 1, 0);
+        if (st != GW_STORE_OK)
+            usleep(20000);
+    }
+    cr_assert_eq(st, GW_STORE_OK);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(j.rows, 0), "v")), 2);
+    cr_assert_eq(j.cached, 1, "the cache started over on the new connection");
+    cr_assert_gt(j.prepares, first);
+
+    char err[512] = "";
+    cr_assert_eq(exec_status(s, "DEALLOCATE ALL", NULL, 0, err, sizeof(err)), GW_STORE_OK, "%s", err);
+    uint64_t before = j.prepares;
+    cr_assert_eq(cached(s, &j, sql, p, 1, 1, 0), GW_STORE_OK, "after DEALLOCATE ALL");
+    cr_assert_eq(j.prepares, before + 1);
+    json_decref(j.rows);
+    gw_store_close(s);
+    env_teardown(&e);
 }
 
 Test(store_postgres, server_down_fails_fast)
