@@ -298,7 +298,7 @@ static inline void fx_compare_events(const char *name, const char *got, const ch
         cr_assert_eq(g[gk] == ' ', w[wk] == ' ', "%s event %d: payload", name, line);
         if (g[gk] == ' ') {
             char what[128];
-            snprintf(what, sizeof(what), "%s event %d", name, line);
+            snprintf(what, sizeof(what), "%.100s event %d", name, line);
             json_t *a = fx_parse(what, g + gk + 1, (size_t)(ge - g) - gk - 1);
             json_t *b = fx_parse(what, w + wk + 1, (size_t)(we - w) - wk - 1);
             fx_assert_json(what, a, b, exact);

@@ -845,7 +845,8 @@ static void spot_check(const char *file, const gw_config_t *cfg)
 static void check_corpus_file(const char *dir, const char *file, size_t *loaded)
 {
     char path[1024], err[ERRLEN];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int pn = snprintf(path, sizeof path, "%s/%s", dir, file);
+    cr_assert(pn > 0 && (size_t)pn < sizeof path, "path too long: %s/%s", dir, file);
     gw_config_t *cfg = gw_config_load(path, err, sizeof err);
     if (strncmp(file, "19-", 3) == 0) {
         cr_expect_null(cfg, "%s must fail", file);

@@ -519,7 +519,7 @@ static void case_v1_journal_replayed(env_t *e)
 {
     seed_owners(e);
     char path[512], line[GW_SPEND_MAX_LINE], id[32];
-    snprintf(path, sizeof(path), "%s/spend-test.1.journal", e->dir);
+    snprintf(path, sizeof(path), "%s/spend-test.1.journal", e->db.dir);
     write_file(path, "", 0, 0);
     for (int i = 0; i < 30; i++) {
         gw_spend_rec_t r = rec_n(i, id, sizeof(id));

@@ -673,7 +673,7 @@ static size_t columns(const json_t *rows)
  * inside a transaction (PostgreSQL refuses the stale plan there once with GW_STORE_BUSY: the
  * transaction is aborted, and the retry prepares it afresh); the cache stays bounded.
  */
-static void case_stmt_cache(env_t *e)
+static void case_stmt_cache(db_env_t *e)
 {
     gw_store_t *s = env_open(e);
     char err[512] = "";
@@ -835,8 +835,8 @@ static void on_down_done(void *ud, int status, const char *err)
  */
 Test(store_postgres, stmt_cache_reconnect_and_discard, .timeout = 60)
 {
-    env_t e;
-    env_setup(&e, GW_STORE_POSTGRES);
+    db_env_t e;
+    db_env_setup(&e, GW_STORE_POSTGRES, "store", 0);
     gw_store_t *s = env_open(&e);
     cached_job_t j = {0};
     const char *sql = "SELECT $1 + 1 AS v";
@@ -851,7 +851,7 @@ Test(store_postgres, stmt_cache_reconnect_and_discard, .timeout = 60)
              "DO $$ BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND "
              "application_name = 'tollgate'; END $$",
              e.dbname);
-    admin_sql(e.admin, kill);
+    db_admin_sql(e.admin, kill);
     int st = GW_STORE_UNAVAILABLE;
     for (int i = 0; i < 100 && st != GW_STORE_OK; i++) { /* the store notices and reconnects */
         st = cached(s, &j, sql, p, 1, 1, 0);
@@ -870,7 +870,7 @@ Test(store_postgres, stmt_cache_reconnect_and_discard, .timeout = 60)
     cr_assert_eq(j.prepares, before + 1);
     json_decref(j.rows);
     gw_store_close(s);
-    env_teardown(&e);
+    db_env_teardown(&e);
 }
 
 Test(store_postgres, server_down_fails_fast)
