@@ -60,15 +60,24 @@ static void assign_id(gw_reqctx_t *rc)
     memcpy(rc->rid, rc->uid, sizeof(rc->uid));
 }
 
+/*
+ * Tollgate's own request id: a UUIDv7 (RFC 9562) — 48 bits of unix milliseconds, then 74 random
+ * bits. Time-ordered ids land at the end of the spend tables' primary-key indexes instead of at
+ * random pages, which makes the store's inserts cheaper (measured with tests/bench/spend_bench,
+ * SPEND_BENCH_IDS=ordered) and keeps ids of one period together.
+ */
 static void make_uuid(gw_reqctx_t *rc)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     uint64_t a = gw_worker_rand(rc->w), b = gw_worker_rand(rc->w);
     char *p = rc->uid; /* formatted by hand: this runs on every request */
-    p = put_hex(p, a >> 32, 8);
+    p = put_hex(p, ms >> 16, 8);
     *p++ = '-';
-    p = put_hex(p, a >> 16, 4);
+    p = put_hex(p, ms, 4);
     *p++ = '-';
-    *p++ = '4';
+    *p++ = '7';
     p = put_hex(p, a, 3);
     *p++ = '-';
     p = put_hex(p, ((b >> 48) & 0x3fff) | 0x8000, 4);

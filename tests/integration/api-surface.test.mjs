@@ -218,6 +218,15 @@ describe('request ids and logs', () => {
     assert.ok(nf.headers['x-request-id'], 'x-request-id on 404');
     const ok2 = await postJSON(`${s.v1}/chat/completions`, { model: 'gpt-test', messages: MSGS });
     assert.notEqual(ok2.headers['x-request-id'], ok.headers['x-request-id'], 'request ids are unique');
+    // Tollgate's ids are UUIDv7: unix milliseconds first, so they sort by time
+    const v7 = /^([0-9a-f]{8})-([0-9a-f]{4})-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const r of [ok, nf, ok2]) {
+      const m = v7.exec(r.headers['x-request-id']);
+      assert.ok(m, `a UUIDv7: ${r.headers['x-request-id']}`);
+      const ms = parseInt(m[1] + m[2], 16);
+      assert.ok(Math.abs(ms - Date.now()) < 60000, `its time is now: ${new Date(ms).toISOString()}`);
+    }
+    assert.ok(ok.headers['x-request-id'].slice(0, 13) <= ok2.headers['x-request-id'].slice(0, 13), 'ordered by time');
   });
 
   test("the client's x-request-id is echoed", async () => {
