@@ -39,7 +39,10 @@ static const struct {
     {"gemini", &ad_gemini},
     {"mock", &ad_mock},
     {"bedrock", &ad_bedrock},
-    {"ollama", &ad_ollama}, {"ollama_chat", &ad_ollama}, {"azure", &ad_azure}, {"openwebui", &ad_openwebui},
+    {"ollama", &ad_ollama},
+    {"ollama_chat", &ad_ollama},
+    {"azure", &ad_azure},
+    {"openwebui", &ad_openwebui},
 };
 
 const ad_adapter_t *ad_adapter_find(const char *provider)

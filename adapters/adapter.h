@@ -171,8 +171,8 @@ typedef struct ad_adapter {
      * (left empty to forward the upstream body as is). retry_after_hdr is the upstream's
      * Retry-After value or NULL.
      */
-    void (*map_error)(int status, const char *body, size_t len, const char *retry_after_hdr,
-                      ad_buf_t *out, ad_error_t *err);
+    void (*map_error)(int status, const char *body, size_t len, const char *retry_after_hdr, ad_buf_t *out,
+                      ad_error_t *err);
     /** Bytes of adapter state per stream (st->priv), zeroed by the core. */
     size_t state_size;
     /** Releases what the adapter allocated in its stream state; may be NULL. */

@@ -39,8 +39,7 @@ typedef struct ad_jspan {
  * opening quote from the start of the scanned text; the member ends at value.p + value.len.
  * Return 0 to go on, non-zero to stop (the scan then returns that value).
  */
-typedef int (*ad_json_member_cb)(void *ud, const char *key, size_t keylen, size_t key_off,
-                                 ad_jspan_t value);
+typedef int (*ad_json_member_cb)(void *ud, const char *key, size_t keylen, size_t key_off, ad_jspan_t value);
 
 /**
  * Validates that p[0..len) is exactly one JSON object (leading/trailing whitespace allowed) and

@@ -34,8 +34,8 @@ typedef struct ad_mock_plan {
 } ad_mock_plan_t;
 
 /** Reads the request and the deployment's mock_* params. 0, or -1 with a message (400). */
-int ad_mock_plan(const ad_request_t *req, const ad_deployment_t *dep, const char *id,
-                 long long created, ad_mock_plan_t *p, char *err, size_t errlen);
+int ad_mock_plan(const ad_request_t *req, const ad_deployment_t *dep, const char *id, long long created,
+                 ad_mock_plan_t *p, char *err, size_t errlen);
 void ad_mock_plan_free(ad_mock_plan_t *p);
 
 /** Full non-stream body: chat.completion or the embeddings list. */

@@ -35,7 +35,8 @@ static int chunk_head(const ad_oai_stream_t *o, ad_buf_t *b)
 {
     int rc = ad_buf_puts(b, "{\"id\":");
     rc |= put_str(b, o->id);
-    rc |= ad_buf_appendf(b, ",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":", (long long)o->created);
+    rc |= ad_buf_appendf(
+        b, ",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":", (long long)o->created);
     rc |= put_str(b, o->model);
     return rc | ad_buf_puts(b, ",\"choices\":[");
 }
@@ -127,11 +128,13 @@ int ad_oai_emit_finish(ad_oai_stream_t *o, ad_stream_t *st, const char *finish_r
 
 int ad_oai_write_usage(const ad_usage_t *u, ad_buf_t *out)
 {
-    long long p = u->prompt_tokens > 0 ? u->prompt_tokens : 0, c = u->completion_tokens > 0 ? u->completion_tokens : 0;
-    int rc = ad_buf_appendf(out, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld", p, c,
-                            p + c);
+    long long p = u->prompt_tokens > 0 ? u->prompt_tokens : 0,
+              c = u->completion_tokens > 0 ? u->completion_tokens : 0;
+    int rc = ad_buf_appendf(out, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld",
+                            p, c, p + c);
     if (u->cached_tokens >= 0)
-        rc |= ad_buf_appendf(out, ",\"prompt_tokens_details\":{\"cached_tokens\":%lld}", (long long)u->cached_tokens);
+        rc |= ad_buf_appendf(out, ",\"prompt_tokens_details\":{\"cached_tokens\":%lld}",
+                             (long long)u->cached_tokens);
     if (u->reasoning_tokens >= 0)
         rc |= ad_buf_appendf(out, ",\"completion_tokens_details\":{\"reasoning_tokens\":%lld}",
                              (long long)u->reasoning_tokens);
@@ -172,7 +175,8 @@ int ad_oai_emit_error(ad_stream_t *st, const char *message, const char *type, co
 static int write_choice(const ad_oai_message_t *m, size_t index, ad_buf_t *out)
 {
     int rc = ad_buf_appendf(out, "{\"index\":%zu,\"message\":{\"role\":\"assistant\",\"content\":", index);
-    rc |= m->content != NULL ? ad_buf_append_json_str(out, m->content, m->content_len) : ad_buf_puts(out, "null");
+    rc |= m->content != NULL ? ad_buf_append_json_str(out, m->content, m->content_len)
+                             : ad_buf_puts(out, "null");
     if (m->reasoning != NULL) {
         rc |= ad_buf_puts(out, ",\"reasoning_content\":");
         rc |= put_str(out, m->reasoning);
@@ -201,7 +205,8 @@ int ad_oai_write_completion_n(const ad_oai_message_t *m, size_t n, ad_buf_t *out
     set_id(id, sizeof(id), m->id);
     int rc = ad_buf_puts(out, "{\"id\":");
     rc |= put_str(out, id);
-    rc |= ad_buf_appendf(out, ",\"object\":\"chat.completion\",\"created\":%lld,\"model\":", (long long)m->created);
+    rc |= ad_buf_appendf(
+        out, ",\"object\":\"chat.completion\",\"created\":%lld,\"model\":", (long long)m->created);
     rc |= put_str(out, m->model != NULL ? m->model : "");
     rc |= ad_buf_puts(out, ",\"choices\":[");
     for (size_t i = 0; i < n; i++) {
@@ -249,7 +254,8 @@ int ad_oai_write_embeddings(const float *const *vectors, size_t n, size_t dims, 
 {
     int rc = ad_buf_puts(out, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < n; i++) {
-        rc |= ad_buf_appendf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
+        rc |=
+            ad_buf_appendf(out, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i ? "," : "", i);
         if (base64) {
             rc |= write_b64_floats(vectors[i], dims, out);
         } else {

@@ -54,16 +54,16 @@ typedef struct ad_oai_tool_call {
 } ad_oai_tool_call_t;
 
 typedef struct ad_oai_message {
-    const char *id;       /* response id ("chatcmpl-…" added when it has no prefix) */
+    const char *id; /* response id ("chatcmpl-…" added when it has no prefix) */
     const char *model;
     int64_t created;
-    const char *content;  /* NULL → JSON null */
+    const char *content; /* NULL → JSON null */
     size_t content_len;
     const char *reasoning; /* NULL → omitted */
     const ad_oai_tool_call_t *tool_calls;
     size_t n_tool_calls;
     const char *finish_reason;
-    ad_usage_t usage;     /* cached/reasoning -1 → details omitted */
+    ad_usage_t usage; /* cached/reasoning -1 → details omitted */
 } ad_oai_message_t;
 
 /** Writes a complete chat.completion body. */

@@ -24,7 +24,7 @@ int ad_openai_splice_body(const ad_request_t *req, const char *upstream_model, a
 int ad_openai_on_sse(void *ud, const ad_sse_event_t *ev);
 
 /** The adapter's map_error, shared with adapters whose errors look like OpenAI's. */
-void ad_openai_map_error(int status, const char *body, size_t len, const char *retry_after,
-                         ad_buf_t *out, ad_error_t *err);
+void ad_openai_map_error(int status, const char *body, size_t len, const char *retry_after, ad_buf_t *out,
+                         ad_error_t *err);
 
 #endif

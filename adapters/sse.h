@@ -22,7 +22,7 @@ typedef struct ad_sse_event {
     size_t event_len;
     const char *data; /* `data:` values joined by '\n', without the final '\n' (NUL-terminated) */
     size_t data_len;
-    int has_data; /* 0 for a block without any data field (comment-only or event-only) */
+    int has_data;   /* 0 for a block without any data field (comment-only or event-only) */
     const char *id; /* last `id:` value in the block or NULL */
     size_t id_len;
 } ad_sse_event_t;

@@ -1533,8 +1533,8 @@ static int team_add(gw_store_conn_t *c, admin_req_t *a, const char *id, json_t *
     if (json_is_array(member)) {
         size_t i;
         json_t *m;
-        json_array_foreach(member, i,
-                           m) if ((st = add_member(c, a, id, members, m, updated, member_limits)) != GW_STORE_OK) return st;
+        json_array_foreach(member, i, m) if ((st = add_member(c, a, id, members, m, updated,
+                                                              member_limits)) != GW_STORE_OK) return st;
     } else if ((st = add_member(c, a, id, members, member, updated, member_limits)) != GW_STORE_OK) {
         return st;
     }

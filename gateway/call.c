@@ -44,7 +44,7 @@ typedef struct gw_call {
     const ad_adapter_t *stream_ad;
     ad_deployment_t dep;
     ad_request_t areq;
-    ad_buf_t upbody; /* passthrough: the client's body with the splices */
+    ad_buf_t upbody;        /* passthrough: the client's body with the splices */
     ad_http_request_t hreq; /* translating adapters: the request they built */
     struct curl_slist *hreq_headers;
     int has_hreq;
@@ -182,8 +182,9 @@ static const ad_buf_t *convert_body(gw_call_t *c, int status, const char *body, 
     } else if (rc->surface == GW_SURFACE_ANTHROPIC) {
         if (ad_anthropic_in_response(body, len, rc->model, &c->conv) != 0) {
             /* never hand an Anthropic client an OpenAI body: say the upstream answer was unusable */
-            static const char e[] = "{\"error\":{\"message\":\"the upstream response could not be translated\","
-                                    "\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}";
+            static const char e[] =
+                "{\"error\":{\"message\":\"the upstream response could not be translated\","
+                "\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}";
             ad_buf_reset(&c->conv);
             ad_anthropic_error_body(502, e, sizeof(e) - 1, &c->conv);
             c->conv_status = 502;
@@ -377,8 +378,8 @@ static void finish_buffered(gw_call_t *c, CURLcode rc, const char *errmsg)
     if (c->up_status >= 200 && c->up_status < 300) {
         ad_buf_t translated;
         ad_buf_init(&translated, c->resp.max);
-        if (c->route->ad->parse_response(&c->areq, c->resp.data ? c->resp.data : "", c->resp.len,
-                                         &translated, &c->rc->usage) != 0) {
+        if (c->route->ad->parse_response(&c->areq, c->resp.data ? c->resp.data : "", c->resp.len, &translated,
+                                         &c->rc->usage) != 0) {
             ad_buf_free(&translated);
             return reply_err(c, GW_ERR_UPSTREAM, "upstream sent a response that is not valid JSON");
         }
@@ -535,8 +536,7 @@ static void mock_resume(gw_call_t *c)
 static int start_mock(gw_call_t *c)
 {
     char err[256];
-    if (ad_mock_plan(&c->areq, &c->dep, c->rc->rid, (long long)time(NULL), &c->plan, err, sizeof(err)) !=
-        0) {
+    if (ad_mock_plan(&c->areq, &c->dep, c->rc->rid, (long long)time(NULL), &c->plan, err, sizeof(err)) != 0) {
         ad_mock_plan_free(&c->plan);
         return gw_request_error(c->rc, GW_ERR_BAD_REQUEST, err, NULL);
     }
@@ -552,11 +552,12 @@ static int check_size(gw_reqctx_t *rc)
     h2o_req_t *req = rc->req;
     size_t max = rc->w->server->cfg->server.max_request_body;
     if (req->entity.base == NULL || req->entity.len == 0)
-        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "request body is empty; expected a JSON object", NULL);
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "request body is empty; expected a JSON object",
+                                NULL);
     if (req->entity.len > max) {
         char msg[128];
-        snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes", req->entity.len,
-                 max);
+        snprintf(msg, sizeof(msg), "request body of %zu bytes exceeds the limit of %zu bytes",
+                 req->entity.len, max);
         return gw_request_error(rc, GW_ERR_TOO_LARGE, msg, NULL);
     }
     return 0;
@@ -573,8 +574,8 @@ static int check_body(gw_reqctx_t *rc, ad_op_t op, const char *body, size_t len,
     if (areq->model.type != AD_J_STRING)
         return gw_request_error(rc, GW_ERR_BAD_REQUEST, "you must provide a model parameter", "model");
     if (op == AD_OP_CHAT && areq->messages.type != AD_J_ARRAY)
-        return gw_request_error(rc, GW_ERR_BAD_REQUEST, "'messages' is a required property and must be an array",
-                                "messages");
+        return gw_request_error(rc, GW_ERR_BAD_REQUEST,
+                                "'messages' is a required property and must be an array", "messages");
     if (op == AD_OP_EMBEDDINGS && areq->messages.type != AD_J_STRING && areq->messages.type != AD_J_ARRAY)
         return gw_request_error(rc, GW_ERR_BAD_REQUEST, "'input' is a required property", "input");
     if (ad_json_span_string(areq->model, rc->model, sizeof(rc->model)) < 0)
@@ -589,8 +590,8 @@ static int translate_inbound(gw_call_t *c, char *provider, size_t provider_cap)
     char err[300] = "";
     int rc = c->rc->surface == GW_SURFACE_ANTHROPIC
                  ? ad_anthropic_in_request(req->entity.base, req->entity.len, &c->inbody, err, sizeof(err))
-                 : ad_simple_in_request(req->entity.base, req->entity.len, &c->inbody, provider, provider_cap, err,
-                                        sizeof(err));
+                 : ad_simple_in_request(req->entity.base, req->entity.len, &c->inbody, provider, provider_cap,
+                                        err, sizeof(err));
     if (rc != 0)
         return gw_request_error(c->rc, err[0] ? GW_ERR_BAD_REQUEST : GW_ERR_BAD_JSON,
                                 err[0] ? err : "request body is not valid JSON", NULL);
@@ -603,7 +604,8 @@ static void alias_step(gw_reqctx_t *rc, const json_t *map)
     if (map == NULL || !json_is_object(map))
         return;
     const json_t *v = json_object_get(map, rc->model);
-    const char *to = json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "model"));
+    const char *to =
+        json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "model"));
     if (to != NULL && to[0] != '\0' && strlen(to) < sizeof(rc->model))
         memcpy(rc->model, to, strlen(to) + 1);
 }
@@ -740,8 +742,9 @@ static int bind_route(gw_call_t *c, const char *provider)
     rc->deployment = dep.upstream_model;
     if (route->ad == NULL) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "The model `%s` uses provider '%s', which this gateway does not support yet",
-                 rc->model, route->dep->provider);
+        snprintf(msg, sizeof(msg),
+                 "The model `%s` uses provider '%s', which this gateway does not support yet", rc->model,
+                 route->dep->provider);
         rc->error = "unsupported_provider";
         return gw_request_error(rc, GW_ERR_BAD_REQUEST, msg, "model");
     }
@@ -813,7 +816,7 @@ static void call_continue(gw_reqctx_t *rc)
     c->areq.now = (int64_t)time(NULL);
     c->areq.request_id = rc->rid;
     if (c->areq.user.type == AD_J_STRING) { /* the end user (endusers.h); nothing to do without one */
-        char u[GW_EUCACHE_ID_MAX * 6];         /* room for an id too long to look up: still billed */
+        char u[GW_EUCACHE_ID_MAX * 6];      /* room for an id too long to look up: still billed */
         if (ad_json_span_string(c->areq.user, u, sizeof(u)) > 0)
             rc->end_user = h2o_strdup(&req->pool, u, SIZE_MAX).base;
     }

@@ -414,7 +414,7 @@ typedef struct setting {
     const char *const *names; /* S_ENUM: the accepted strings, index = value (int field) */
 } setting_t;
 
-static const char *const UPSTREAM_CLIENTS[] = {"auto", "curl", NULL}; /* gw_upstream_client_t */
+static const char *const UPSTREAM_CLIENTS[] = {"auto", "curl", NULL};            /* gw_upstream_client_t */
 static const char *const JOURNAL_SYNCS[] = {"interval", "always", "none", NULL}; /* gw_spend_sync_mode_t */
 
 #define SOFF(f) offsetof(gw_server_settings_t, f)

@@ -193,7 +193,8 @@ static void dump_server(FILE *out, const gw_server_settings_t *s)
             (unsigned long long)s->drain_timeout_ms, s->max_streams_per_conn);
     fprintf(out, "  upstream_client: %s\n", s->upstream_client == GW_UPSTREAM_CLIENT_CURL ? "curl" : "auto");
     static const char *const syncs[] = {"interval", "always", "none"};
-    fprintf(out, "  journal_sync: %s\n", syncs[s->journal_sync >= 0 && s->journal_sync <= 2 ? s->journal_sync : 0]);
+    fprintf(out, "  journal_sync: %s\n",
+            syncs[s->journal_sync >= 0 && s->journal_sync <= 2 ? s->journal_sync : 0]);
     fprintf(out, "  journal_sync_ms: %llu\n", (unsigned long long)s->journal_sync_ms);
     fprintf(out, "  spend_writer_ms: %llu\n", (unsigned long long)s->spend_writer_ms);
 }

@@ -16,7 +16,8 @@
 
 const char gw_enduser_load_sql[] =
     "SELECT e.user_id, e.blocked, e.budget_id, e.spend AS spend, b.max_budget, b.soft_budget, "
-    "b.budget_duration, b.budget_reset_at, b.rpm_limit, b.tpm_limit, b.max_parallel_requests FROM end_users e "
+    "b.budget_duration, b.budget_reset_at, b.rpm_limit, b.tpm_limit, b.max_parallel_requests FROM end_users "
+    "e "
     "LEFT JOIN budgets b ON b.budget_id = e.budget_id WHERE e.user_id = $1";
 
 static int64_t int_or(const json_t *row, const char *col, int64_t dflt)

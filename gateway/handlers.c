@@ -112,8 +112,13 @@ static int handle_ready(gw_reqctx_t *rc, route_handler_t *h)
                      "{\"status\":\"%s\",\"db\":\"%s\",\"cache\":null,\"redis\":%s,\"limits\":\"%s\","
                      "\"litellm_version\":\"tollgate-0.1.0\",\"draining\":%s}",
                      unhealthy ? "unhealthy" : "healthy", db,
-                     !redis ? "null" : redis_up ? "\"connected\"" : "\"unavailable\"",
-                     !redis ? "local" : redis_up ? "redis" : fail_closed ? "refusing (fail_closed)" : "local (fail_open)",
+                     !redis     ? "null"
+                     : redis_up ? "\"connected\""
+                                : "\"unavailable\"",
+                     !redis        ? "local"
+                     : redis_up    ? "redis"
+                     : fail_closed ? "refusing (fail_closed)"
+                                   : "local (fail_open)",
                      s->draining ? "true" : "false");
     if (unhealthy)
         gw_reply_json(rc->req, 503, "Service Unavailable", body, (size_t)n);
@@ -157,7 +162,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     default: {
         rc->error = "not_found";
         char msg[300];
-        snprintf(msg, sizeof(msg), "Not found: %.*s", (int)(req->path_normalized.len < 200 ? req->path_normalized.len : 200),
+        snprintf(msg, sizeof(msg), "Not found: %.*s",
+                 (int)(req->path_normalized.len < 200 ? req->path_normalized.len : 200),
                  req->path_normalized.base);
         return gw_reply_error(req, GW_ERR_NOT_FOUND, msg, NULL), 0;
     }

@@ -571,7 +571,9 @@ static int seed_model_budgets(gw_store_conn_t *c, gw_principal_t *p)
         if (st != GW_STORE_OK)
             return st;
         json_t *v = json_object_get(json_array_get(rows, 0), "s");
-        ml->seed_spend = json_is_integer(v) ? json_integer_value(v) : json_is_real(v) ? (int64_t)json_real_value(v) : 0;
+        ml->seed_spend = json_is_integer(v) ? json_integer_value(v)
+                         : json_is_real(v)  ? (int64_t)json_real_value(v)
+                                            : 0;
         ml->seed_end_ms = end;
         json_decref(rows);
     }
@@ -588,7 +590,8 @@ static int load_principal(gw_store_conn_t *c, const char *token, void **out)
     if (st == GW_STORE_OK && json_array_size(rows) > 0)
         pr = gw_principal_from_row(json_array_get(rows, 0));
     json_decref(rows);
-    if (st == GW_STORE_OK && pr != NULL && pr->n_model_limits > 0 && (st = seed_model_budgets(c, pr)) != GW_STORE_OK) {
+    if (st == GW_STORE_OK && pr != NULL && pr->n_model_limits > 0 &&
+        (st = seed_model_budgets(c, pr)) != GW_STORE_OK) {
         gw_principal_release(pr);
         pr = NULL;
     }

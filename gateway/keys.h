@@ -165,8 +165,8 @@ typedef struct gw_principal {
     int refs;
     char token[GW_KEY_HASH_LEN + 1];
     char *key_alias, *user_id, *team_id, *org_id, *user_role; /* NULL when absent */
-    json_t *models;      /* the key's allow-list (array); empty = no restriction of its own */
-    json_t *team_models; /* the team's allow-list, or NULL */
+    json_t *models;       /* the key's allow-list (array); empty = no restriction of its own */
+    json_t *team_models;  /* the team's allow-list, or NULL */
     json_t *aliases;      /* the key's model aliases {"asked": "routed"}, or NULL when none */
     json_t *team_aliases; /* the team's model_aliases, or NULL when none */
     int blocked;

@@ -84,7 +84,8 @@ static void apply_defaults(gw_route_t *r, const gw_deployment_t *d)
     for (size_t i = 0; i < sizeof(param_env) / sizeof(param_env[0]); i++) {
         const char *v = getenv(param_env[i].env);
         json_t *cur = r->params != NULL ? json_object_get(r->params, param_env[i].param) : NULL;
-        if (strcmp(param_env[i].provider, d->provider) != 0 || v == NULL || (cur != NULL && !json_is_null(cur)))
+        if (strcmp(param_env[i].provider, d->provider) != 0 || v == NULL ||
+            (cur != NULL && !json_is_null(cur)))
             continue;
         if (r->params == NULL)
             r->params = d->litellm_params != NULL ? json_deep_copy(d->litellm_params) : json_object();

@@ -27,9 +27,9 @@ typedef struct gw_route {
     char *url_embeddings;       /* api_base + "/embeddings" */
     struct curl_slist *headers; /* Authorization, Content-Type, Expect: */
     gw_h1_headers_t h1_headers; /* the same list as HTTP/1.1 header lines, for http:// upstreams */
-    json_t *params; /* litellm_params with environment fallbacks, when any applied (owned) */
-    gw_price_t price; /* resolved at start (wildcard routes: per request) */
-    int priced;       /* a price was found (table or overrides) */
+    json_t *params;             /* litellm_params with environment fallbacks, when any applied (owned) */
+    gw_price_t price;           /* resolved at start (wildcard routes: per request) */
+    int priced;                 /* a price was found (table or overrides) */
     int is_mock;
     int wildcard; /* upstream_model contains '*' to be filled per request */
     /* the group this deployment serves */

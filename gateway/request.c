@@ -131,7 +131,8 @@ static void put_timestamp(gw_worker_t *w, ad_buf_t *b)
         w->log_sec = now.tv_sec;
     }
     long ms = now.tv_nsec / 1000000;
-    char frac[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '\0'};
+    char frac[6] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z',
+                    '\0'};
     ad_buf_puts(b, w->log_sec_text);
     ad_buf_append(b, frac, 5);
 }
@@ -149,7 +150,8 @@ static void write_log(gw_reqctx_t *rc)
     ad_buf_puts(b, "\",\"method\":");
     ad_buf_append_json_str(b, req->method.base, req->method.len);
     ad_buf_puts(b, ",\"path\":");
-    ad_buf_append_json_str(b, req->path_normalized.base, req->path_normalized.len < 256 ? req->path_normalized.len : 256);
+    ad_buf_append_json_str(b, req->path_normalized.base,
+                           req->path_normalized.len < 256 ? req->path_normalized.len : 256);
     log_json_str(b, ",\"model\":", rc->model);
     log_json_str(b, ",\"provider\":", rc->provider);
     log_json_str(b, ",\"deployment\":", rc->deployment);
@@ -253,10 +255,11 @@ int gw_request_authenticate(gw_reqctx_t *rc, void (*cont)(gw_reqctx_t *rc))
     h2o_iovec_t key = presented_key(rc->req);
     if (key.base == NULL || key.len == 0) {
         rc->error = "missing_api_key";
-        return gw_request_error(rc, GW_ERR_NO_KEY,
-                                "Authentication error: no API key provided. Pass it as 'Authorization: Bearer "
-                                "<key>'.",
-                                NULL);
+        return gw_request_error(
+            rc, GW_ERR_NO_KEY,
+            "Authentication error: no API key provided. Pass it as 'Authorization: Bearer "
+            "<key>'.",
+            NULL);
     }
     unsigned char h[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)key.base, key.len, h); /* equal-length digests: no length leak */
@@ -279,13 +282,15 @@ int gw_request_check_model(gw_reqctx_t *rc)
         return 0;
     char msg[400];
     snprintf(msg, sizeof(msg),
-             "key not allowed to access model. This key can only access the models it lists. Tried to access %.200s",
+             "key not allowed to access model. This key can only access the models it lists. Tried to access "
+             "%.200s",
              rc->model);
     rc->error = "model_not_allowed";
     return gw_request_error(rc, GW_ERR_FORBIDDEN, msg, "model");
 }
 
-void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len, ad_buf_t *out)
+void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len,
+                           ad_buf_t *out)
 {
     switch (rc->surface) {
     case GW_SURFACE_ANTHROPIC:

@@ -31,9 +31,9 @@ struct gw_reqctx {
     uint64_t start_ns;
     uint64_t upstream_start_ns;
     uint64_t first_byte_ns; /* first upstream body byte */
-    char rid[72]; /* x-request-id: the client's own when it sent a plain one, else uid */
-    char uid[40]; /* always Tollgate's (UUIDv4): the billing and reservation key, never the client's */
-    char model[128];      /* the client's model name */
+    char rid[72];           /* x-request-id: the client's own when it sent a plain one, else uid */
+    char uid[40];    /* always Tollgate's (UUIDv4): the billing and reservation key, never the client's */
+    char model[128]; /* the client's model name */
     const char *provider; /* static or config-owned */
     const char *deployment;
     const char *error; /* short static reason for the log when status >= 400 */
@@ -72,7 +72,8 @@ int gw_request_error(gw_reqctx_t *rc, gw_err_t e, const char *message, const cha
 /**
  * Converts an OpenAI error body into the surface's error shape (out left empty for OpenAI).
  */
-void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len, ad_buf_t *out);
+void gw_surface_error_body(const gw_reqctx_t *rc, int status, const char *openai_json, size_t len,
+                           ad_buf_t *out);
 
 /** 1 when req presents the master key (constant time), or no master key is configured. */
 int gw_request_is_master(h2o_req_t *req, const gw_server_t *s);

@@ -62,7 +62,7 @@ typedef struct gw_worker {
     uint64_t store_jobs;                 /* store jobs in flight: the worker waits for them */
     h2o_timeout_entry_t poll_timer;      /* worker 0: polls the changes table */
     int poll_inflight;
-    unsigned poll_count; /* polls started: every GW_KEYS_PRUNE_EVERY-th also prunes old changes */
+    unsigned poll_count;             /* polls started: every GW_KEYS_PRUNE_EVERY-th also prunes old changes */
     h2o_timeout_entry_t reset_timer; /* worker 0: the budget reset job (budgets.h) */
     int reset_inflight;
 } gw_worker_t;

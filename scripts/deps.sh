@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tollgate needs, only those that are missing.
 #   scripts/deps.sh run    what `make run` needs (build + serve)
-#   scripts/deps.sh test   plus the test tools (Criterion, Node.js, PostgreSQL, Redis, nginx, clang)
+#   scripts/deps.sh test   plus the test tools (Criterion, Node.js, PostgreSQL, Redis, nginx, clang,
+#                          clang-format for the style check)
 #   scripts/deps.sh bench  plus wrk and nginx
 set -euo pipefail
 what=${1:-run}
@@ -10,7 +11,7 @@ pkgs=(build-essential cmake pkgconf libh2o-evloop-dev libcurl4-openssl-dev libja
       libyaml-dev libssl-dev libsqlite3-dev libpq-dev libhiredis-dev zlib1g-dev)
 case "$what" in
   test)  pkgs+=(libcriterion-dev nodejs npm postgresql redis-server nginx-light clang
-                libclang-rt-14-dev curl procps) ;;
+                libclang-rt-14-dev clang-format curl procps) ;;
   bench) pkgs+=(wrk nginx-light curl procps nodejs) ;;
   fuzz)  pkgs+=(clang libclang-rt-14-dev) ;;
 esac

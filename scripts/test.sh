@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test against the sanitizer build in build-asan/ (run by `make test`, which builds
 # it first):
+#   0. the style check (clang-format --dry-run on every C file)
 #   1. unit and adapter tests (Criterion, via ctest)
 #   2. the e2e SDK dependencies (npm ci, only when needed)
 #   3. integration and e2e tests (node --test) against build-asan/tollgate, with ASan's leak
@@ -100,6 +101,26 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 note "services (PostgreSQL, Redis on loopback)"
 start_services
+
+# ---------------------------------------------------------------------------------------------
+# 0. style: every C file as clang-format (.clang-format in the repo) writes it; one test
+note "style (clang-format --dry-run -Werror)"
+if [ -n "${SKIP_UNIT:-}" ]; then
+  echo "skipped (SKIP_UNIT)"
+elif ! command -v clang-format >/dev/null; then
+  echo "test.sh: clang-format is not installed (scripts/deps.sh test installs it)" >&2
+  failed=$((failed + 1))
+  status=1
+elif unformatted=$(git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep -o '^[^:]*\.[ch]:' | sort -u) &&
+  [ -n "$unformatted" ]; then
+  echo "not formatted (run make format): $unformatted" | tr '\n' ' '
+  echo
+  failed=$((failed + 1))
+  status=1
+else
+  echo "ok"
+  passed=$((passed + 1))
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 1. ctest

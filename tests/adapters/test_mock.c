@@ -112,8 +112,9 @@ static void stream_through_openai(ad_mock_plan_t *p, int wants_usage, acc_t *a)
 Test(mock, stream_text_and_hidden_usage)
 {
     ad_mock_plan_t p;
-    json_t *j = plan_and_render("{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
-                                AD_OP_CHAT, &p);
+    json_t *j = plan_and_render(
+        "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", AD_OP_CHAT,
+        &p);
     json_decref(j);
     acc_t a = {0};
     ad_buf_init(&a.content, 4096);
@@ -131,12 +132,16 @@ Test(mock, stream_text_and_hidden_usage)
 Test(mock, tool_call_round_trip)
 {
     ad_mock_plan_t p;
-    const char *body = "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Paris?\"}],"
-                       "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{}}}]}";
+    const char *body =
+        "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Paris?\"}],"
+        "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{}}}]}";
     json_t *j = plan_and_render(body, AD_OP_CHAT, &p);
     json_t *tc = json_array_get(
-        json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "tool_calls"), 0);
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(tc, "function"), "name")), "get_weather");
+        json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"),
+                        "tool_calls"),
+        0);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(tc, "function"), "name")),
+                     "get_weather");
     cr_assert_str_eq(json_string_value(json_object_get(json_object_get(tc, "function"), "arguments")),
                      "{\"query\":\"Paris?\"}");
     json_decref(j);
@@ -163,14 +168,16 @@ Test(mock, tool_call_round_trip)
 Test(mock, embeddings_base64_equals_float)
 {
     ad_mock_plan_t pf, pb;
-    json_t *f = plan_and_render("{\"model\":\"e\",\"input\":[\"alpha\",\"beta\"],\"dimensions\":4}", AD_OP_EMBEDDINGS, &pf);
+    json_t *f = plan_and_render("{\"model\":\"e\",\"input\":[\"alpha\",\"beta\"],\"dimensions\":4}",
+                                AD_OP_EMBEDDINGS, &pf);
     json_t *b = plan_and_render("{\"model\":\"e\",\"input\":[\"alpha\",\"beta\"],\"dimensions\":4,"
                                 "\"encoding_format\":\"base64\"}",
                                 AD_OP_EMBEDDINGS, &pb);
     cr_assert_eq(json_array_size(json_object_get(f, "data")), 2);
     for (size_t i = 0; i < 2; i++) {
         json_t *vf = json_object_get(json_array_get(json_object_get(f, "data"), i), "embedding");
-        const char *b64 = json_string_value(json_object_get(json_array_get(json_object_get(b, "data"), i), "embedding"));
+        const char *b64 =
+            json_string_value(json_object_get(json_array_get(json_object_get(b, "data"), i), "embedding"));
         cr_assert_not_null(b64);
         unsigned char raw[64];
         int n = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)strlen(b64));

@@ -15,12 +15,18 @@ Test(errors, status_and_type_table)
         int status;
         const char *type;
     } want[] = {
-        {GW_ERR_BAD_REQUEST, 400, "invalid_request_error"}, {GW_ERR_BAD_JSON, 400, "invalid_request_error"},
-        {GW_ERR_NO_KEY, 401, "authentication_error"},       {GW_ERR_BAD_KEY, 401, "authentication_error"},
-        {GW_ERR_FORBIDDEN, 403, "permission_error"},        {GW_ERR_MODEL_NOT_FOUND, 404, "invalid_request_error"},
-        {GW_ERR_METHOD, 405, "invalid_request_error"},      {GW_ERR_TOO_LARGE, 413, "invalid_request_error"},
-        {GW_ERR_RATE_LIMIT, 429, "rate_limit_error"},       {GW_ERR_INTERNAL, 500, "api_error"},
-        {GW_ERR_UPSTREAM, 502, "api_error"},                {GW_ERR_UNAVAILABLE, 503, "api_error"},
+        {GW_ERR_BAD_REQUEST, 400, "invalid_request_error"},
+        {GW_ERR_BAD_JSON, 400, "invalid_request_error"},
+        {GW_ERR_NO_KEY, 401, "authentication_error"},
+        {GW_ERR_BAD_KEY, 401, "authentication_error"},
+        {GW_ERR_FORBIDDEN, 403, "permission_error"},
+        {GW_ERR_MODEL_NOT_FOUND, 404, "invalid_request_error"},
+        {GW_ERR_METHOD, 405, "invalid_request_error"},
+        {GW_ERR_TOO_LARGE, 413, "invalid_request_error"},
+        {GW_ERR_RATE_LIMIT, 429, "rate_limit_error"},
+        {GW_ERR_INTERNAL, 500, "api_error"},
+        {GW_ERR_UPSTREAM, 502, "api_error"},
+        {GW_ERR_UNAVAILABLE, 503, "api_error"},
         {GW_ERR_TIMEOUT, 504, "api_error"},
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {

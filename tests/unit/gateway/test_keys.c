@@ -337,7 +337,8 @@ static int job_prune(gw_store_conn_t *c, void *ud)
     int st = gw_keys_prune_changes(c, pc->now_ms, &pc->deleted);
     if (st != GW_STORE_OK)
         return st;
-    return gw_store_query(c, "SELECT id FROM changes WHERE id LIKE 'prune-%' ORDER BY seq", NULL, 0, &pc->left);
+    return gw_store_query(c, "SELECT id FROM changes WHERE id LIKE 'prune-%' ORDER BY seq", NULL, 0,
+                          &pc->left);
 }
 
 static void prune_on(const char *url)

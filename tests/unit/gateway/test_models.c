@@ -46,7 +46,8 @@ Test(models, groups_weights_and_lookup)
     ad_buf_t b;
     ad_buf_init(&b, 4096);
     gw_models_list_json(m, 42, &b);
-    cr_assert(strstr(b.data, "{\"id\":\"g\",\"object\":\"model\",\"created\":42,\"owned_by\":\"openai\"}") != NULL,
+    cr_assert(strstr(b.data, "{\"id\":\"g\",\"object\":\"model\",\"created\":42,\"owned_by\":\"openai\"}") !=
+                  NULL,
               "%s", b.data);
     cr_assert(strstr(b.data, "\"id\":\"solo\"") != NULL);
     ad_buf_free(&b);
@@ -56,9 +57,10 @@ Test(models, groups_weights_and_lookup)
 
 Test(models, wildcards_most_specific_wins)
 {
-    gw_config_t *c = load("model_list:\n"
-                          "  - model_name: \"*\"\n    litellm_params: {model: \"openai/*\"}\n"
-                          "  - model_name: \"claude-*\"\n    litellm_params: {model: \"openai/anthropic-*-x\"}\n");
+    gw_config_t *c =
+        load("model_list:\n"
+             "  - model_name: \"*\"\n    litellm_params: {model: \"openai/*\"}\n"
+             "  - model_name: \"claude-*\"\n    litellm_params: {model: \"openai/anthropic-*-x\"}\n");
     char err[256];
     gw_models_t *m = gw_models_create(c, err, sizeof(err));
     cr_assert_not_null(m, "%s", err);
@@ -85,9 +87,10 @@ Test(models, wildcards_most_specific_wins)
 Test(models, provider_defaults_and_env_keys)
 {
     setenv("GROQ_API_KEY", "gsk-from-env", 1);
-    gw_config_t *c = load("model_list:\n"
-                          "  - model_name: fast\n    litellm_params: {model: groq/llama-3.1-8b-instant}\n"
-                          "  - model_name: own\n    litellm_params: {model: openai/x, api_base: \"http://h:1/v1/\"}\n");
+    gw_config_t *c =
+        load("model_list:\n"
+             "  - model_name: fast\n    litellm_params: {model: groq/llama-3.1-8b-instant}\n"
+             "  - model_name: own\n    litellm_params: {model: openai/x, api_base: \"http://h:1/v1/\"}\n");
     char err[256];
     gw_models_t *m = gw_models_create(c, err, sizeof(err));
     cr_assert_not_null(m, "%s", err);
@@ -107,8 +110,9 @@ Test(models, provider_defaults_and_env_keys)
 
 Test(models, unknown_provider_kept_without_adapter)
 {
-    gw_config_t *c = load("model_list:\n  - model_name: v\n    litellm_params: {model: vertex_ai/gemini-pro}\n"
-                          "  - model_name: ok\n    litellm_params: {model: mock/m}\n");
+    gw_config_t *c =
+        load("model_list:\n  - model_name: v\n    litellm_params: {model: vertex_ai/gemini-pro}\n"
+             "  - model_name: ok\n    litellm_params: {model: mock/m}\n");
     char err[256] = "";
     gw_models_t *m = gw_models_create(c, err, sizeof(err));
     cr_assert_not_null(m, "an unsupported provider must not stop the others from being served: %s", err);
