@@ -41,6 +41,8 @@ enum {
     OP_READ = 1,    /* a proxy_admin_viewer user's key too (read-only operations) */
     OP_SELF = 2,    /* any virtual key: the operation answers only about the caller's own key/user/team */
     OP_SUBPATH = 4, /* the path goes on: /key/<key>/regenerate */
+    OP_OWN = 8,     /* an internal_user's key too, on its own user's keys (a team's keys only as that
+                     * team's admin): LiteLLM's self-serve keys */
 };
 
 typedef struct admin_op {
@@ -600,9 +602,79 @@ static int fold_model_limits(gw_store_conn_t *c, admin_req_t *a, const char *tok
     return GW_STORE_OK;
 }
 
+/* ---- self-serve keys (OP_OWN): what an internal_user's key may do ---------------------------- */
+
+/* 1 when the (non-admin) caller's user is an admin of team id (its members_with_roles). */
+static int caller_team_admin(gw_store_conn_t *c, admin_req_t *a, const char *id, int *st)
+{
+    const char *me = caller_str(a, "user_id");
+    json_t *team = me != NULL ? fetch_one(c, "teams", "team_id", id, st) : NULL;
+    int is = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(team, "members_with_roles"), i, m)
+    {
+        is |= same(json_string_value(json_object_get(m, "user_id")), me) &&
+              same(json_string_value(json_object_get(m, "role")), "admin");
+    }
+    json_decref(team);
+    return is;
+}
+
+/* A non-admin may name itself as the owner, and a team only as its admin. */
+static int own_fields(gw_store_conn_t *c, admin_req_t *a)
+{
+    if (a->admin_view)
+        return GW_STORE_OK;
+    const char *me = caller_str(a, "user_id"), *uid = in_str(a, "user_id"), *tid = in_str(a, "team_id");
+    int st = GW_STORE_OK;
+    static const char *const admin_only[] = {"blocked", "spend", "budget_id", "organization_id"};
+    for (size_t i = 0; i < sizeof(admin_only) / sizeof(admin_only[0]); i++)
+        if (json_object_get(a->in, admin_only[i]) != NULL)
+            return client_error(a, 403, "Only proxy admins can set %s on a key. Your role=%.40s",
+                                admin_only[i], caller_role(a));
+    if (json_object_get(a->in, "user_id") != NULL && !same(uid, me))
+        return client_error(a, 403,
+                            "User can only create keys for themselves. Got user_id=%.100s, Your ID=%.100s",
+                            uid != NULL ? uid : "None", me);
+    if (tid != NULL && !caller_team_admin(c, a, tid, &st))
+        return st != GW_STORE_OK
+                   ? st
+                   : client_error(a, 403,
+                                  "Only team admins can manage the keys of team %.100s. Your role=%.40s", tid,
+                                  caller_role(a));
+    return GW_STORE_OK;
+}
+
+/* A non-admin's right to the key whose token is given: its own user's key, or a team key of a
+ * team it admins. A key that does not exist passes (the operation answers 404). */
+static int own_key(gw_store_conn_t *c, admin_req_t *a, const char *token)
+{
+    if (a->admin_view)
+        return GW_STORE_OK;
+    int st = GW_STORE_OK;
+    json_t *row = fetch_one(c, "keys", "token", token, &st);
+    if (row == NULL)
+        return st;
+    const char *tid = json_string_value(json_object_get(row, "team_id"));
+    int ok = tid != NULL ? caller_team_admin(c, a, tid, &st)
+                         : same(json_string_value(json_object_get(row, "user_id")), caller_str(a, "user_id"));
+    json_decref(row);
+    if (st != GW_STORE_OK)
+        return st;
+    return ok ? GW_STORE_OK
+              : client_error(
+                    a, 403, "You can only manage your own keys (a team's keys as its admin). Your role=%.40s",
+                    caller_role(a));
+}
+
 static int op_key_generate(gw_store_conn_t *c, admin_req_t *a)
 {
-    int st = fold_model_limits(c, a, NULL);
+    int st = own_fields(c, a);
+    if (st == GW_STORE_OK && !a->admin_view && json_object_get(a->in, "user_id") == NULL)
+        json_object_set_new(a->in, "user_id", json_string(caller_str(a, "user_id"))); /* their own */
+    if (st == GW_STORE_OK)
+        st = fold_model_limits(c, a, NULL);
     return st != GW_STORE_OK ? st : create_key(c, a, NULL, &a->out);
 }
 
@@ -668,6 +740,10 @@ static int op_key_update(gw_store_conn_t *c, admin_req_t *a)
 {
     char token[GW_KEY_HASH_LEN + 1];
     int st = named_token(a, token);
+    if (st == GW_STORE_OK)
+        st = own_key(c, a, token);
+    if (st == GW_STORE_OK)
+        st = own_fields(c, a);
     colset_t cs;
     cs_init(&cs);
     int64_t changed = 0;
@@ -724,6 +800,8 @@ static int op_key_delete(gw_store_conn_t *c, admin_req_t *a)
         char token[GW_KEY_HASH_LEN + 1];
         if (gw_key_token_of(json_string_value(v), token) != 0)
             return client_error(a, 400, "keys must be a list of strings");
+        if ((st = own_key(c, a, token)) != GW_STORE_OK)
+            return st;
         int64_t n = 0;
         gw_store_param_t p[] = {GW_P_TEXT(token)};
         if ((st = gw_store_exec(c, "DELETE FROM keys WHERE token = $1", p, 1, &n)) != GW_STORE_OK)
@@ -749,7 +827,9 @@ static int op_key_delete(gw_store_conn_t *c, admin_req_t *a)
             return client_error(a, 404, "Key not found in database: alias %.80s", json_string_value(v));
         }
         gw_store_param_t q[] = {GW_P_TEXT(token)};
-        st = gw_store_exec(c, "DELETE FROM keys WHERE token = $1", q, 1, NULL);
+        st = own_key(c, a, token);
+        if (st == GW_STORE_OK)
+            st = gw_store_exec(c, "DELETE FROM keys WHERE token = $1", q, 1, NULL);
         if (st == GW_STORE_OK)
             st = note(c, a, "key", token);
         json_decref(rows);
@@ -765,6 +845,10 @@ static int op_key_regenerate(gw_store_conn_t *c, admin_req_t *a)
     char old[GW_KEY_HASH_LEN + 1], gen[GW_KEY_LEN + 1], token[GW_KEY_HASH_LEN + 1], name[32];
     const char *key;
     int st = named_token(a, old);
+    if (st == GW_STORE_OK)
+        st = own_key(c, a, old);
+    if (st == GW_STORE_OK)
+        st = own_fields(c, a);
     if (st == GW_STORE_OK)
         st = pick_key(c, a, in_str(a, "new_key"), gen, &key);
     if (st != GW_STORE_OK)
@@ -1929,16 +2013,16 @@ static int op_org_info(gw_store_conn_t *c, admin_req_t *a)
 /* Registration order matters: h2o takes the first prefix match, so "/key" (the path form of
  * regenerate) comes after every other /key/… route. */
 static const admin_op_t ops[] = {
-    {"/key/generate", op_key_generate, 0},
+    {"/key/generate", op_key_generate, OP_OWN},
     {"/key/info", op_key_info, OP_READ | OP_SELF},
-    {"/key/update", op_key_update, 0},
-    {"/key/delete", op_key_delete, 0},
-    {"/key/regenerate", op_key_regenerate, 0},
+    {"/key/update", op_key_update, OP_OWN},
+    {"/key/delete", op_key_delete, OP_OWN},
+    {"/key/regenerate", op_key_regenerate, OP_OWN},
     {"/key/list", op_key_list, OP_READ | OP_SELF},
     {"/key/block", op_key_block, 0},
     {"/key/unblock", op_key_unblock, 0},
     {"/key/health", op_key_health, OP_READ | OP_SELF},
-    {"/key", op_key_regenerate, OP_SUBPATH}, /* /key/<key>/regenerate */
+    {"/key", op_key_regenerate, OP_SUBPATH | OP_OWN}, /* /key/<key>/regenerate */
     {"/user/new", op_user_new, 0},
     {"/user/info", op_user_info, OP_READ | OP_SELF},
     {"/user/update", op_user_update, 0},
@@ -2137,7 +2221,9 @@ static void admin_continue(gw_reqctx_t *rc)
     int viewer = rc->principal != NULL && rc->principal->user_role != NULL &&
                  strcmp(rc->principal->user_role, "proxy_admin_viewer") == 0;
     int admin_view = rc->is_admin || (viewer && (op->flags & OP_READ));
-    if (!admin_view && !(rc->principal != NULL && (op->flags & OP_SELF))) {
+    int own = rc->principal != NULL && (op->flags & OP_OWN) && rc->principal->user_id != NULL &&
+              rc->principal->user_role != NULL && strcmp(rc->principal->user_role, "internal_user") == 0;
+    if (!admin_view && !own && !(rc->principal != NULL && (op->flags & OP_SELF))) {
         char msg[200];
         snprintf(msg, sizeof(msg),
                  "Only proxy admin can be used to generate, delete, update info for new keys/users/teams. "

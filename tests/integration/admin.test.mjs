@@ -367,6 +367,46 @@ for (const be of backends) {
       assert.equal((await post('/customer/block', { user_ids: ['x'] }, v.key)).status, 401);
     });
 
+    test("an internal_user's key manages its own keys (LiteLLM's self-serve), nothing else", async () => {
+      const me = `self-${be.name}`;
+      const u = await ok('/user/new', { user_id: me, user_role: 'internal_user' });
+      const viewer = await ok('/user/new', { user_id: `iview-${be.name}`, user_role: 'internal_user_viewer' });
+      assert.equal((await post('/key/generate', {}, viewer.key)).status, 401, 'internal_user_viewer: read only');
+
+      const g = await post('/key/generate', { key_alias: `mine-${be.name}`, max_budget: 1 }, u.key);
+      assert.equal(g.status, 200, g.text);
+      assert.equal(g.json.user_id, me, 'a key for its own user');
+      assert.equal((await call({ model: 'mock', messages: [{ role: 'user', content: 'hi' }] }, g.json.key)).status, 200);
+      assert.equal((await post('/key/generate', { user_id: 'someone-else' }, u.key)).status, 403);
+      assert.equal((await post('/key/generate', { blocked: false }, u.key)).status, 403, 'admin-only fields');
+
+      const other = await ok('/key/generate', { user_id: 'someone-else' });
+      assert.equal((await post('/key/delete', { keys: [other.key] }, u.key)).status, 403);
+      assert.equal((await post('/key/update', { key: other.key, max_budget: 100 }, u.key)).status, 403);
+      assert.equal((await post(`/key/${other.key}/regenerate`, {}, u.key)).status, 403);
+      assert.equal((await post('/key/block', { key: other.key }, u.key)).status, 401, 'blocking stays an admin route');
+      assert.equal((await call({ model: 'mock', messages: [{ role: 'user', content: 'hi' }] }, other.key)).status, 200, 'untouched');
+
+      const up = await post('/key/update', { key: g.json.key, key_alias: `mine2-${be.name}` }, u.key);
+      assert.equal(up.status, 200, up.text);
+      assert.equal((await post('/key/update', { key: g.json.key, blocked: false }, u.key)).status, 403);
+
+      const admin = await ok('/team/new', { team_alias: `adm-${be.name}`, members_with_roles: [{ user_id: me, role: 'admin' }] });
+      const plain = await ok('/team/new', { team_alias: `usr-${be.name}`, members_with_roles: [{ user_id: me, role: 'user' }] });
+      const tk = await post('/key/generate', { team_id: admin.team_id }, u.key);
+      assert.equal(tk.status, 200, `a key of a team it admins: ${tk.text}`);
+      assert.equal((await post('/key/generate', { team_id: plain.team_id }, u.key)).status, 403, 'a plain member cannot');
+      const teamKey = await ok('/key/generate', { team_id: plain.team_id, user_id: me });
+      assert.equal((await post('/key/delete', { keys: [teamKey.key] }, u.key)).status, 403, "a team key is the team admin's to delete");
+
+      const rg = await post(`/key/${g.json.key}/regenerate`, {}, u.key);
+      assert.equal(rg.status, 200, rg.text);
+      const del = await post('/key/delete', { keys: [rg.json.key, tk.json.key] }, u.key);
+      assert.equal(del.status, 200, del.text);
+      assert.equal((await call({ model: 'mock', messages: [{ role: 'user', content: 'hi' }] }, rg.json.key)).status, 401);
+      assert.equal((await post('/user/new', { user_id: 'x' }, u.key)).status, 401, 'users stay an admin matter');
+    });
+
     test('LiteLLM request fields and answer shapes: own keys, updates, teams on /user/new, org members', async () => {
       // /key/generate may set the key itself; /key/regenerate may name the new one
       const own = `sk-my-own-key-${be.name}-0001`;
