@@ -106,7 +106,8 @@ static int reset_row(gw_store_conn_t *c, table_run_t *r, const char *id, int64_t
             r->linked += n;
         }
     }
-    /* "budget" (like any kind but "key") empties every cache, end users' included */
+    /* every instance's caches hear of it (keys.c apply_change: a key, user or team row drops the
+     * principals naming it; a budget row the end users naming it, and marks principals stale) */
     return st == GW_STORE_OK ? gw_store_note_change(c, r->t->kind, id) : st;
 }
 
