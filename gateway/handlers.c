@@ -15,6 +15,7 @@
 #include "gateway/spend_api.h"
 #include "gateway/limits.h"
 #include "gateway/errors.h"
+#include "gateway/policy.h"
 #include "gateway/keys.h"
 #include "gateway/request.h"
 #include "gateway/store.h"
@@ -201,7 +202,9 @@ static int spend_authorize(h2o_req_t *req, void *ctx)
 void gw_handlers_register(gw_server_t *s, h2o_hostconf_t *hostconf)
 {
     if (s->spend != NULL) { /* before "/": h2o takes the first prefix match */
-        gw_spend_api_conf_t conf = {s->store, spend_receiver, spend_authorize, s};
+        gw_spend_api_conf_t conf = {s->store, spend_receiver, spend_authorize, s,
+                                    s->global_budget != NULL ? (double)s->global_budget->max_budget / 1e6
+                                                             : 0};
         gw_spend_api_register(hostconf, &conf);
     }
     for (size_t i = 0; i < gw_admin_n_routes(); i++) /* before "/": h2o takes the first prefix match */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/errors.h"
 
@@ -96,6 +97,7 @@ int gw_spend_api_parse(gw_spend_api_kind_t kind, const char *query, size_t len, 
     q->summarize = 1;
     q->page = 1;
     q->page_size = 50;
+    q->limit = 100;
     snprintf(q->group_by, sizeof(q->group_by), "team");
     if (len > GW_SPEND_API_MAX_QUERY) {
         snprintf(err, errlen, "query string too long");
@@ -147,6 +149,11 @@ int gw_spend_api_parse(gw_spend_api_kind_t kind, const char *query, size_t len, 
                 snprintf(err, errlen, "page must be a positive integer");
                 return -1;
             }
+        } else if (IS("limit")) {
+            if (parse_int(val, 1, 1000, &q->limit) != 0) {
+                snprintf(err, errlen, "limit must be between 1 and 1000");
+                return -1;
+            }
         } else if (IS("page_size")) {
             if (parse_int(val, 1, 1000, &q->page_size) != 0) {
                 snprintf(err, errlen, "page_size must be between 1 and 1000");
@@ -173,7 +180,7 @@ int gw_spend_api_parse(gw_spend_api_kind_t kind, const char *query, size_t len, 
         return -1;
     }
     q->has_range = *start && *end;
-    if (kind != GW_SPEND_API_LOGS && !q->has_range) {
+    if ((kind == GW_SPEND_API_REPORT || kind == GW_SPEND_API_DAILY) && !q->has_range) {
         snprintf(err, errlen, "Please provide start_date and end_date");
         return -1;
     }
@@ -512,10 +519,84 @@ static int daily_job(gw_store_conn_t *c, gw_spend_query_t *q)
     return GW_STORE_OK;
 }
 
+/* The first day of LiteLLM's "last 30 days" views (CURRENT_DATE - 30 days), as YYYY-MM-DD. */
+static void since_30d(const gw_spend_query_t *q, char day[11])
+{
+    char iso[GW_STORE_TIME_LEN];
+    gw_store_time_iso(q->now_ms - q->now_ms % DAY_MS - 30 * DAY_MS, iso);
+    memcpy(day, iso, 10);
+    day[10] = '\0';
+}
+
+/* /global/spend/keys: [{api_key, key_alias, key_name, total_spend}] by spend, descending. */
+static int top_keys_job(gw_store_conn_t *c, gw_spend_query_t *q)
+{
+    char since[11];
+    since_30d(q, since);
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(since), GW_P_INT(q->limit)};
+    int st = gw_store_query(c,
+                            "SELECT d.api_key AS api_key, k.key_alias AS key_alias, k.key_name AS key_name, "
+                            "SUM(d.spend) AS total_spend FROM daily_spend d LEFT JOIN keys k ON k.token = "
+                            "d.api_key WHERE d.date >= $1 GROUP BY d.api_key, k.key_alias, k.key_name "
+                            "ORDER BY total_spend DESC, d.api_key LIMIT $2",
+                            p, 2, &rows);
+    if (st != GW_STORE_OK)
+        return st;
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) to_dollars(r, "total_spend");
+    q->result = rows;
+    return GW_STORE_OK;
+}
+
+/* /global/spend/models: [{model, total_spend}] by spend, descending. */
+static int top_models_job(gw_store_conn_t *c, gw_spend_query_t *q)
+{
+    char since[11];
+    since_30d(q, since);
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(since), GW_P_INT(q->limit)};
+    int st = gw_store_query(c,
+                            "SELECT model, SUM(spend) AS total_spend FROM daily_spend WHERE date >= $1 AND "
+                            "model <> '' GROUP BY model ORDER BY total_spend DESC, model LIMIT $2",
+                            p, 2, &rows);
+    if (st != GW_STORE_OK)
+        return st;
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r) to_dollars(r, "total_spend");
+    q->result = rows;
+    return GW_STORE_OK;
+}
+
+/* /global/spend: {"spend": dollars of the last 30 days, "max_budget": the proxy's budget}. */
+static int global_job(gw_store_conn_t *c, gw_spend_query_t *q)
+{
+    char since[11];
+    since_30d(q, since);
+    json_t *rows = NULL;
+    gw_store_param_t p[] = {GW_P_TEXT(since)};
+    int st = gw_store_query(c, "SELECT COALESCE(SUM(spend), 0) AS spend FROM daily_spend WHERE date >= $1", p,
+                            1, &rows);
+    if (st != GW_STORE_OK)
+        return st;
+    q->result = json_pack("{s:o, s:f}", "spend", dollars(row_int(json_array_get(rows, 0), "spend")),
+                          "max_budget", q->global_max_budget);
+    json_decref(rows);
+    return q->result != NULL ? GW_STORE_OK : gw_store_fail(c, GW_STORE_ERROR, "out of memory");
+}
+
 int gw_spend_api_job(gw_store_conn_t *c, void *ud)
 {
     gw_spend_query_t *q = ud;
     switch (q->kind) {
+    case GW_SPEND_API_KEYS:
+        return top_keys_job(c, q);
+    case GW_SPEND_API_MODELS:
+        return top_models_job(c, q);
+    case GW_SPEND_API_GLOBAL:
+        return global_job(c, q);
     case GW_SPEND_API_LOGS:
         return logs_job(c, q);
     case GW_SPEND_API_REPORT:
@@ -531,6 +612,7 @@ int gw_spend_api_job(gw_store_conn_t *c, void *ud)
 typedef struct api_handler {
     h2o_handler_t super;
     gw_spend_api_kind_t kind;
+    const char *path; /* the exact path it answers (h2o matched a prefix) */
     gw_spend_api_conf_t conf;
 } api_handler_t;
 
@@ -579,6 +661,8 @@ static void on_done(void *ud, int status, const char *err)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     api_handler_t *h = (api_handler_t *)self;
+    if (!h2o_memis(req->path_normalized.base, req->path_normalized.len, h->path, strlen(h->path)))
+        return gw_reply_error(req, GW_ERR_NOT_FOUND, "Not found", NULL), 0; /* a longer path: not a route */
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")))
         return gw_reply_error(req, GW_ERR_METHOD, "use GET", NULL), 0;
     if (h->conf.authorize != NULL && h->conf.authorize(req, h->conf.ctx) != 0)
@@ -597,6 +681,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         free(t);
         return gw_reply_error(req, GW_ERR_BAD_REQUEST, err, NULL), 0;
     }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    t->q.now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    t->q.global_max_budget = h->conf.global_max_budget;
     t->req = req;
     t->link = h2o_mem_alloc_shared(&req->pool, sizeof(*t->link), on_req_dispose);
     t->link->task = t;
@@ -614,14 +702,16 @@ void gw_spend_api_register(h2o_hostconf_t *hostconf, const gw_spend_api_conf_t *
     static const struct {
         const char *path;
         gw_spend_api_kind_t kind;
-    } routes[] = {{"/spend/logs", GW_SPEND_API_LOGS},
-                  {"/global/spend/report", GW_SPEND_API_REPORT},
-                  {"/user/daily/activity", GW_SPEND_API_DAILY}};
+    } routes[] = {/* longer paths first: h2o takes the first registered prefix that matches */
+                  {"/spend/logs", GW_SPEND_API_LOGS},        {"/global/spend/report", GW_SPEND_API_REPORT},
+                  {"/global/spend/keys", GW_SPEND_API_KEYS}, {"/global/spend/models", GW_SPEND_API_MODELS},
+                  {"/global/spend", GW_SPEND_API_GLOBAL},    {"/user/daily/activity", GW_SPEND_API_DAILY}};
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         h2o_pathconf_t *pc = h2o_config_register_path(hostconf, routes[i].path, 0);
         api_handler_t *h = (api_handler_t *)h2o_create_handler(pc, sizeof(*h));
         h->super.on_req = on_req;
         h->kind = routes[i].kind;
+        h->path = routes[i].path;
         h->conf = *conf;
     }
 }

@@ -1,7 +1,9 @@
 /*
  * spend_api.h — LiteLLM's spend read endpoints over the store: GET /spend/logs,
- * GET /global/spend/report and GET /user/daily/activity. Queries run as store jobs (never on a
- * loop); money leaves as LiteLLM's float dollars (the store holds micro-dollars).
+ * GET /global/spend/report, GET /user/daily/activity, and the LiteLLM UI's GET /global/spend,
+ * /global/spend/keys and /global/spend/models (the last 30 days, from the daily rollups: fast at
+ * millions of spend rows). Queries run as store jobs (never on a loop); money leaves as LiteLLM's
+ * float dollars (the store holds micro-dollars).
  */
 #ifndef GW_SPEND_API_H
 #define GW_SPEND_API_H
@@ -15,6 +17,9 @@ typedef enum gw_spend_api_kind {
     GW_SPEND_API_LOGS = 1,   /* /spend/logs */
     GW_SPEND_API_REPORT = 2, /* /global/spend/report */
     GW_SPEND_API_DAILY = 3,  /* /user/daily/activity */
+    GW_SPEND_API_KEYS = 4,   /* /global/spend/keys: keys by spend, last 30 days */
+    GW_SPEND_API_MODELS = 5, /* /global/spend/models: models by spend, last 30 days */
+    GW_SPEND_API_GLOBAL = 6, /* /global/spend: total spend of the last 30 days and the proxy budget */
 } gw_spend_api_kind_t;
 
 /** Rows /spend/logs returns at most (LiteLLM has no cap; we must have one). */
@@ -37,7 +42,10 @@ typedef struct gw_spend_query {
     int has_range;
     int summarize; /* /spend/logs: 1 = per-day totals (LiteLLM's default with dates) */
     int64_t page, page_size;
-    json_t *result; /* out: the response body (caller decrefs) */
+    int64_t limit;            /* /global/spend/keys|models: rows at most (default 100, max 1000) */
+    int64_t now_ms;           /* the "last 30 days" end (set by the handler; tests may fix it) */
+    double global_max_budget; /* /global/spend: litellm_settings.max_budget in dollars (0: none) */
+    json_t *result;           /* out: the response body (caller decrefs) */
 } gw_spend_query_t;
 
 /**
@@ -59,11 +67,12 @@ typedef struct gw_spend_api_conf {
     /** Admin check: returns 0 to proceed, or replies (401/403) itself and returns -1. */
     int (*authorize)(h2o_req_t *req, void *ctx);
     void *ctx;
+    double global_max_budget; /* litellm_settings.max_budget (dollars), for /global/spend; 0: none */
 } gw_spend_api_conf_t;
 
 /**
- * Registers GET /spend/logs, /global/spend/report and /user/daily/activity on hostconf (before
- * the server starts, like gw_handlers_register). Errors answer in OpenAI's error shape.
+ * Registers the GET routes above on hostconf (before the server starts, like
+ * gw_handlers_register); each answers its exact path only. Errors answer in OpenAI's error shape.
  */
 void gw_spend_api_register(h2o_hostconf_t *hostconf, const gw_spend_api_conf_t *conf);
 

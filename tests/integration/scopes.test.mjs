@@ -281,12 +281,34 @@ describe('global budget (litellm_settings.max_budget)', () => {
   test('refuses every caller past the proxy budget, and a restart remembers the spend', async () => {
     tg = await startTollgate({ config: config(), env });
     const key = (await postJSON(`${tg.url}/key/generate`, {})).json.key;
-    assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat())).status, 200);
-    assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat(), { key })).status, 200);
+    const r1 = await postJSON(`${tg.url}/v1/chat/completions`, chat());
+    const r2 = await postJSON(`${tg.url}/v1/chat/completions`, chat(), { key });
+    assert.equal(r1.status, 200, r1.text);
+    assert.equal(r2.status, 200, r2.text);
+    const cost = Number(r1.headers['x-litellm-response-cost']);
+    assert.ok(cost > 0 && Number(r2.headers['x-litellm-response-cost']) === cost);
     const r3 = await postJSON(`${tg.url}/v1/chat/completions`, chat());
     checkRefusal(r3, 'budget_exceeded', /global \(the proxy's budget\): max_budget 0\.004000 USD/);
     assert.ok(Number(r3.headers['retry-after']) >= 1, 'a 1d budget resets: retry-after');
     checkRefusal(await postJSON(`${tg.url}/v1/chat/completions`, chat(), { key }), 'budget_exceeded', /global/);
+    // the LiteLLM UI's views of it: /global/spend, /global/spend/keys, /global/spend/models
+    let g;
+    for (let i = 0; i < 100; i++) {
+      g = await getJSON(`${tg.url}/global/spend`);
+      if (g.status === 200 && g.json.spend >= 2 * cost - 1e-9) break;
+      await sleep(50);
+    }
+    assert.equal(g.status, 200, g.text);
+    assert.ok(Math.abs(g.json.spend - 2 * cost) < 1e-9, `two requests' spend: ${g.text}`);
+    assert.equal(g.json.max_budget, 0.004);
+    const keys = await getJSON(`${tg.url}/global/spend/keys?limit=5`);
+    assert.equal(keys.status, 200, keys.text);
+    assert.equal(keys.json.length, 2, 'the master key and the virtual key');
+    assert.ok(keys.json.every((k) => Math.abs(k.total_spend - cost) < 1e-9), keys.text);
+    const models = await getJSON(`${tg.url}/global/spend/models`);
+    assert.deepEqual(models.json.map((m) => m.model), ['priced'], models.text);
+    assert.equal((await getJSON(`${tg.url}/global/spend/nope`)).status, 404);
+    assert.equal((await getJSON(`${tg.url}/global/spend`, { key })).status, 401, 'the master key only');
     // SIGTERM drains the spend journal into the store; the next start seeds the period from it
     await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY, key]);
     tg = await startTollgate({ config: config(), env });

@@ -727,6 +727,47 @@ static void case_rollup(env_t *e)
     cr_assert_eq(json_array_size(json_object_get(k0, "model_details")), 2);
     json_decref(q.result);
 
+    /* the UI's last-30-days views, from the rollups: seen from 2024-06-20, then from September */
+    int64_t june20 = 0, sept = 0;
+    cr_assert_eq(gw_store_time_parse("2024-06-20T12:00:00.000Z", &june20), 0);
+    cr_assert_eq(gw_store_time_parse("2024-09-01T00:00:00.000Z", &sept), 0);
+    qs = "limit=1";
+    cr_assert_eq(gw_spend_api_parse(GW_SPEND_API_KEYS, qs, strlen(qs), &q, err, sizeof(err)), 0, "%s", err);
+    q.now_ms = june20;
+    cr_assert_eq(gw_store_run(e->store, gw_spend_api_job, &q, serr, sizeof(serr)), GW_STORE_OK, "%s", serr);
+    cr_assert_eq(json_array_size(q.result), 1, "limit=1");
+    k0 = json_array_get(q.result, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(k0, "api_key")), TOKEN_A);
+    cr_assert_str_eq(json_string_value(json_object_get(k0, "key_alias")), "alpha");
+    cr_assert_float_eq(json_real_value(json_object_get(k0, "total_spend")), 307e-6, 1e-12);
+    json_decref(q.result);
+    cr_assert_eq(gw_spend_api_parse(GW_SPEND_API_MODELS, "", 0, &q, err, sizeof(err)), 0, "%s", err);
+    q.now_ms = june20;
+    cr_assert_eq(gw_store_run(e->store, gw_spend_api_job, &q, serr, sizeof(serr)), GW_STORE_OK, "%s", serr);
+    cr_assert_eq(json_array_size(q.result), 2, "m1 and m2");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(q.result, 0), "model")), "m1");
+    double models_total = 0;
+    size_t mi;
+    json_t *mrow;
+    json_array_foreach(q.result, mi, mrow) models_total +=
+        json_real_value(json_object_get(mrow, "total_spend"));
+    cr_assert_float_eq(models_total, 337e-6, 1e-12);
+    json_decref(q.result);
+    cr_assert_eq(gw_spend_api_parse(GW_SPEND_API_GLOBAL, "", 0, &q, err, sizeof(err)), 0, "%s", err);
+    q.now_ms = june20;
+    q.global_max_budget = 12.5;
+    cr_assert_eq(gw_store_run(e->store, gw_spend_api_job, &q, serr, sizeof(serr)), GW_STORE_OK, "%s", serr);
+    cr_assert_float_eq(json_real_value(json_object_get(q.result, "spend")), 337e-6, 1e-12);
+    cr_assert_float_eq(json_real_value(json_object_get(q.result, "max_budget")), 12.5, 1e-12);
+    json_decref(q.result);
+    q.now_ms = sept; /* June is more than 30 days back */
+    q.result = NULL;
+    cr_assert_eq(gw_store_run(e->store, gw_spend_api_job, &q, serr, sizeof(serr)), GW_STORE_OK, "%s", serr);
+    cr_assert_float_eq(json_real_value(json_object_get(q.result, "spend")), 0, 1e-12);
+    json_decref(q.result);
+    qs = "limit=0";
+    cr_assert_neq(gw_spend_api_parse(GW_SPEND_API_KEYS, qs, strlen(qs), &q, err, sizeof(err)), 0);
+
     qs = "group_by=team";
     cr_assert_neq(gw_spend_api_parse(GW_SPEND_API_REPORT, qs, strlen(qs), &q, err, sizeof(err)), 0);
     qs = "start_date=2024-13-45&end_date=2024-06-02";
