@@ -528,19 +528,14 @@ static void since_30d(const gw_spend_query_t *q, char day[11])
     day[10] = '\0';
 }
 
-/* /global/spend/keys: [{api_key, key_alias, key_name, total_spend}] by spend, descending. */
-static int top_keys_job(gw_store_conn_t *c, gw_spend_query_t *q)
+/* A "by spend, last 30 days" list ($1 = first day, $2 = limit): its rows, total_spend in dollars. */
+static int top_job(gw_store_conn_t *c, gw_spend_query_t *q, const char *sql)
 {
     char since[11];
     since_30d(q, since);
     json_t *rows = NULL;
     gw_store_param_t p[] = {GW_P_TEXT(since), GW_P_INT(q->limit)};
-    int st = gw_store_query(c,
-                            "SELECT d.api_key AS api_key, k.key_alias AS key_alias, k.key_name AS key_name, "
-                            "SUM(d.spend) AS total_spend FROM daily_spend d LEFT JOIN keys k ON k.token = "
-                            "d.api_key WHERE d.date >= $1 GROUP BY d.api_key, k.key_alias, k.key_name "
-                            "ORDER BY total_spend DESC, d.api_key LIMIT $2",
-                            p, 2, &rows);
+    int st = gw_store_query(c, sql, p, 2, &rows);
     if (st != GW_STORE_OK)
         return st;
     size_t i;
@@ -550,25 +545,17 @@ static int top_keys_job(gw_store_conn_t *c, gw_spend_query_t *q)
     return GW_STORE_OK;
 }
 
+/* /global/spend/keys: [{api_key, key_alias, key_name, total_spend}] by spend, descending. */
+static const char top_keys_sql[] =
+    "SELECT d.api_key AS api_key, k.key_alias AS key_alias, k.key_name AS key_name, SUM(d.spend) AS "
+    "total_spend "
+    "FROM daily_spend d LEFT JOIN keys k ON k.token = d.api_key WHERE d.date >= $1 GROUP BY d.api_key, "
+    "k.key_alias, k.key_name ORDER BY total_spend DESC, d.api_key LIMIT $2";
+
 /* /global/spend/models: [{model, total_spend}] by spend, descending. */
-static int top_models_job(gw_store_conn_t *c, gw_spend_query_t *q)
-{
-    char since[11];
-    since_30d(q, since);
-    json_t *rows = NULL;
-    gw_store_param_t p[] = {GW_P_TEXT(since), GW_P_INT(q->limit)};
-    int st = gw_store_query(c,
-                            "SELECT model, SUM(spend) AS total_spend FROM daily_spend WHERE date >= $1 AND "
-                            "model <> '' GROUP BY model ORDER BY total_spend DESC, model LIMIT $2",
-                            p, 2, &rows);
-    if (st != GW_STORE_OK)
-        return st;
-    size_t i;
-    json_t *r;
-    json_array_foreach(rows, i, r) to_dollars(r, "total_spend");
-    q->result = rows;
-    return GW_STORE_OK;
-}
+static const char top_models_sql[] =
+    "SELECT model, SUM(spend) AS total_spend FROM daily_spend WHERE date >= $1 AND "
+    "model <> '' GROUP BY model ORDER BY total_spend DESC, model LIMIT $2";
 
 /* /global/spend: {"spend": dollars of the last 30 days, "max_budget": the proxy's budget}. */
 static int global_job(gw_store_conn_t *c, gw_spend_query_t *q)
@@ -592,9 +579,9 @@ int gw_spend_api_job(gw_store_conn_t *c, void *ud)
     gw_spend_query_t *q = ud;
     switch (q->kind) {
     case GW_SPEND_API_KEYS:
-        return top_keys_job(c, q);
+        return top_job(c, q, top_keys_sql);
     case GW_SPEND_API_MODELS:
-        return top_models_job(c, q);
+        return top_job(c, q, top_models_sql);
     case GW_SPEND_API_GLOBAL:
         return global_job(c, q);
     case GW_SPEND_API_LOGS:
