@@ -141,8 +141,15 @@ gw_policy_ticket_t *gw_policy_admit(gw_reqctx_t *rc, const gw_route_t *route,
             add_scope(scopes, &n, GW_SCOPE_TEAM, p->team_id, &p->team);
         if (p->has_member)
             add_scope(scopes, &n, GW_SCOPE_TEAM_MEMBER, p->member_id, &p->member);
-        if (p->user_id != NULL)
+        if (p->user_id != NULL && p->team_id == NULL) {
             add_scope(scopes, &n, GW_SCOPE_USER, p->user_id, &p->user);
+        } else if (p->user_id != NULL) {
+            /* LiteLLM checks a user's personal budget on personal keys only: a team key spends the
+             * team's budget; the user's rate limits still hold */
+            gw_level_limits_t rate_only = p->user;
+            rate_only.max_budget = -1;
+            add_scope(scopes, &n, GW_SCOPE_USER, p->user_id, &rate_only);
+        }
     }
     if (end_user != NULL && rc->end_user != NULL)
         add_scope(scopes, &n, GW_SCOPE_END_USER, rc->end_user, end_user);

@@ -180,6 +180,17 @@ describe('scopes on SQLite, one instance', () => {
     assert.equal(bad.status, 400, bad.text);
   });
 
+  test("a user's personal budget binds its personal keys, not its team keys (LiteLLM)", async () => {
+    await admin('/user/new', { user_id: 'pb-user', max_budget: 0.004 });
+    const team = (await admin('/team/new', { team_alias: 'pb-team' })).team_id;
+    const teamKey = await newKey({ user_id: 'pb-user', team_id: team });
+    const personal = await newKey({ user_id: 'pb-user' });
+    for (let i = 0; i < 3; i++) assert.equal((await call(chat(), teamKey)).status, 200, `team key call ${i + 1}`);
+    // the team key's spend is the user's spend too: the personal key is over the user's budget now
+    checkRefusal(await call(chat(), personal), 'budget_exceeded', /user 'pb-user'/);
+    assert.equal((await call(chat(), teamKey)).status, 200, 'the team key still spends the team budget');
+  });
+
   test('team member budget: max_budget_in_team, another member unaffected, member_update raises it', async () => {
     const team = (await admin('/team/new', { team_alias: 'scoped' })).team_id;
     const added = await admin('/team/member_add', {
