@@ -12,7 +12,7 @@
  */
 #include "gateway/import.h"
 
-#include <errno.h>
+#include <ctype.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -93,8 +93,8 @@ int gw_import_time_text(const char *text, char out[GW_STORE_TIME_LEN])
     if (n + 4 >= sizeof(buf))
         return -1;
     memcpy(buf, text, n + 1);
-    if (n > 3 && (buf[n - 3] == '+' || buf[n - 3] == '-') && buf[n - 3 - 1] >= '0' && buf[n - 3 - 1] <= '9' &&
-        strchr(buf, ' ') != NULL && strchr(buf + n - 3, ':') == NULL && n > 19)
+    if (n > 19 && (buf[n - 3] == '+' || buf[n - 3] == '-') && isdigit((unsigned char)buf[n - 4]) &&
+        isdigit((unsigned char)buf[n - 2]) && isdigit((unsigned char)buf[n - 1]))
         memcpy(buf + n, ":00", 4);
     int64_t ms;
     if (gw_store_time_parse(buf, &ms) != 0)

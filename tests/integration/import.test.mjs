@@ -262,6 +262,7 @@ describe('import-litellm', { skip: noPg }, () => {
         assert.deepEqual(k.aliases, { 'my-alias': 'priced' });
         assert.equal(k.metadata.note, 'from litellm');
         assert.equal(k.max_budget, 10);
+        assert.deepEqual(k.model_spend, { priced: 0.0123 }); // stored as micro-dollars, shown in dollars
         assert.equal(k.rpm_limit, 100);
         assert.equal(k.tpm_limit, 100000);
         assert.equal(k.budget_duration, '30d');
