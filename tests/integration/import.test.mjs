@@ -229,8 +229,53 @@ describe('import-litellm', { skip: noPg }, () => {
         assert.equal(Object.keys(summary(r.stdout)).length, 7);
       });
 
-      test('the original sk- keys work, with their models, aliases, budgets and blocks', async () => {
+      test('/key/info and the owners show the imported fields, spend in LiteLLM dollars', async () => {
         tg = await startTollgate({ config: CONFIG, env });
+        const k = (await info(`/key/info?key=${sha(KEY)}`)).info;
+        assert.equal(k.token, sha(KEY));
+        assert.equal(k.key_alias, 'imported-key');
+        assert.equal(k.key_name, 'sk-...AAAA');
+        assert.equal(k.user_id, 'u-1');
+        assert.equal(k.team_id, 't-1');
+        assert.equal(k.organization_id, 'org-1');
+        assert.deepEqual(k.models, ['priced', 'my-alias', 'team-alias']);
+        assert.deepEqual(k.aliases, { 'my-alias': 'priced' });
+        assert.equal(k.metadata.note, 'from litellm');
+        assert.equal(k.max_budget, 10);
+        assert.deepEqual(k.model_spend, { priced: 0.0123 }); // stored as micro-dollars, shown in dollars
+        assert.equal(k.rpm_limit, 100);
+        assert.equal(k.tpm_limit, 100000);
+        assert.equal(k.budget_duration, '30d');
+        assert.match(k.budget_reset_at, /^2099-01-01T00:00:00(\.000)?(Z|\+00:00)$/);
+        assert.match(k.created_at, /^2024-01-02T03:04:05\.678/);
+        assert.equal(k.blocked, false);
+        assert.equal(k.spend, 0.0123); // before any call through Tollgate
+        assert.equal((await info(`/key/info?key=${sha(SPENT_KEY)}`)).info.spend, 2.5);
+        assert.equal((await info(`/key/info?key=${sha(BLOCKED_KEY)}`)).info.blocked, true);
+
+        const u = await info('/user/info?user_id=u-1');
+        const user = u.user_info || u;
+        assert.equal(user.user_email, 'u1@example.com');
+        assert.equal(user.user_role, 'internal_user');
+        assert.equal(user.max_budget, 100);
+        assert.equal(user.spend, 0.5);
+        const t = await info('/team/info?team_id=t-1');
+        const team = t.team_info || t;
+        assert.equal(team.team_alias, 'Team One');
+        assert.equal(team.max_budget, 200);
+        assert.equal(team.spend, 0.75);
+        assert.deepEqual(team.model_aliases, { 'team-alias': 'priced' });
+        assert.deepEqual(team.members_with_roles, [{ role: 'admin', user_id: 'u-1' }]);
+        const c = await info('/customer/info?end_user_id=cust-1');
+        assert.equal(c.alias, 'Customer One');
+        assert.equal(c.budget_id, 'b-cust');
+        assert.equal(c.spend, 1.5);
+        const o = await info('/organization/info?organization_id=org-1');
+        assert.equal(o.organization_alias, 'Org One');
+        assert.equal(o.spend, 3.25);
+      });
+
+      test('the original sk- keys work, with their models, aliases, budgets and blocks', async () => {
         const call = (key, model) => postJSON(`${tg.url}/v1/chat/completions`, chat(model), { key });
         let r = await call(KEY, 'priced');
         assert.equal(r.status, 200, r.text);
@@ -250,48 +295,6 @@ describe('import-litellm', { skip: noPg }, () => {
         assert.equal(r.status, 401, r.text);
       });
 
-      test('/key/info and the owners show the imported fields, spend in LiteLLM dollars', async () => {
-        const k = (await info(`/key/info?key=${sha(KEY)}`)).info;
-        assert.equal(k.token, sha(KEY));
-        assert.equal(k.key_alias, 'imported-key');
-        assert.equal(k.key_name, 'sk-...AAAA');
-        assert.equal(k.user_id, 'u-1');
-        assert.equal(k.team_id, 't-1');
-        assert.equal(k.organization_id, 'org-1');
-        assert.deepEqual(k.models, ['priced', 'my-alias', 'team-alias']);
-        assert.deepEqual(k.aliases, { 'my-alias': 'priced' });
-        assert.equal(k.metadata.note, 'from litellm');
-        assert.equal(k.max_budget, 10);
-        assert.deepEqual(k.model_spend, { priced: 0.0123 }); // stored as micro-dollars, shown in dollars
-        assert.equal(k.rpm_limit, 100);
-        assert.equal(k.tpm_limit, 100000);
-        assert.equal(k.budget_duration, '30d');
-        assert.match(k.budget_reset_at, /^2099-01-01T00:00:00(\.000)?(Z|\+00:00)$/);
-        assert.match(k.created_at, /^2024-01-02T03:04:05\.678/);
-        assert.equal(k.blocked, false);
-        assert.ok(k.spend >= 0.0123, `spend ${k.spend}`); // 0.0123 + what the calls above cost
-        assert.equal((await info(`/key/info?key=${sha(SPENT_KEY)}`)).info.spend, 2.5);
-        assert.equal((await info(`/key/info?key=${sha(BLOCKED_KEY)}`)).info.blocked, true);
-
-        const u = await info('/user/info?user_id=u-1');
-        const user = u.user_info || u;
-        assert.equal(user.user_email, 'u1@example.com');
-        assert.equal(user.user_role, 'internal_user');
-        assert.equal(user.max_budget, 100);
-        const t = await info('/team/info?team_id=t-1');
-        const team = t.team_info || t;
-        assert.equal(team.team_alias, 'Team One');
-        assert.equal(team.max_budget, 200);
-        assert.deepEqual(team.members_with_roles, [{ role: 'admin', user_id: 'u-1' }]);
-        const c = await info('/customer/info?end_user_id=cust-1');
-        assert.equal(c.alias, 'Customer One');
-        assert.equal(c.budget_id, 'b-cust');
-        assert.equal(c.spend, 1.5);
-        const o = await info('/organization/info?organization_id=org-1');
-        assert.equal(o.organization_alias, 'Org One');
-        assert.equal(o.spend, 3.25);
-      });
-
       test('a change in LiteLLM reaches the running instance after a re-import; Tollgate\'s larger spend is kept', async () => {
         // the calls above are in Tollgate's spend; wait until the writer stored them
         let before;
@@ -299,22 +302,30 @@ describe('import-litellm', { skip: noPg }, () => {
           before = (await info(`/key/info?key=${sha(KEY)}`)).info.spend;
           return before > 0.0123;
         }, 5000, 'spend written');
+        // SPENT_KEY is cached by now (refused above): a larger budget in LiteLLM must reach the cache
+        assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat('priced'), { key: SPENT_KEY })).status, 429);
         psql(src, `UPDATE "LiteLLM_VerificationToken" SET max_budget = 20 WHERE token = '${sha(KEY)}';
+          UPDATE "LiteLLM_VerificationToken" SET max_budget = 100 WHERE token = '${sha(SPENT_KEY)}';
           INSERT INTO "LiteLLM_VerificationToken" (token, models, user_id) VALUES ('${sha(NEW_KEY)}', ARRAY[]::text[], 'u-1');`);
-        const dry = run('--dry-run');
-        assert.equal(dry.code, 0, dry.stderr);
-        assert.deepEqual(summary(dry.stdout).LiteLLM_VerificationToken, { read: 4, inserted: 1, updated: 1, unchanged: 2 });
-        assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat('priced'), { key: NEW_KEY })).status, 401);
-        assert.equal((await info(`/key/info?key=${sha(KEY)}`)).info.max_budget, 10, 'the dry run wrote nothing');
+        try {
+          const dry = run('--dry-run');
+          assert.equal(dry.code, 0, dry.stderr);
+          assert.deepEqual(summary(dry.stdout).LiteLLM_VerificationToken, { read: 4, inserted: 1, updated: 2, unchanged: 1 });
+          assert.equal((await postJSON(`${tg.url}/v1/chat/completions`, chat('priced'), { key: NEW_KEY })).status, 401);
+          assert.equal((await info(`/key/info?key=${sha(KEY)}`)).info.max_budget, 10, 'the dry run wrote nothing');
 
-        const r = run();
-        assert.equal(r.code, 0, r.stderr);
-        assert.deepEqual(summary(r.stdout).LiteLLM_VerificationToken, { read: 4, inserted: 1, updated: 1, unchanged: 2 });
-        await waitUntil(async () => (await postJSON(`${tg.url}/v1/chat/completions`, chat('priced'), { key: NEW_KEY })).status === 200, 5000, 'the new key works');
-        const k = (await info(`/key/info?key=${sha(KEY)}`)).info;
-        assert.equal(k.max_budget, 20);
-        assert.ok(k.spend >= before, `spend ${k.spend} kept (was ${before}, LiteLLM has 0.0123)`);
-        psql(src, `DELETE FROM "LiteLLM_VerificationToken" WHERE token = '${sha(NEW_KEY)}'; UPDATE "LiteLLM_VerificationToken" SET max_budget = 10 WHERE token = '${sha(KEY)}';`);
+          const r = run();
+          assert.equal(r.code, 0, r.stderr);
+          assert.deepEqual(summary(r.stdout).LiteLLM_VerificationToken, { read: 4, inserted: 1, updated: 2, unchanged: 1 });
+          await waitUntil(async () => (await postJSON(`${tg.url}/v1/chat/completions`, chat('priced'), { key: NEW_KEY })).status === 200, 5000, 'the new key works');
+          await waitUntil(async () => (await postJSON(`${tg.url}/v1/chat/completions`, chat('priced'), { key: SPENT_KEY })).status === 200, 5000, 'the cached key has its new budget');
+          const k = (await info(`/key/info?key=${sha(KEY)}`)).info;
+          assert.equal(k.max_budget, 20);
+          assert.ok(k.spend >= before, `spend ${k.spend} kept (was ${before}, LiteLLM has 0.0123)`);
+        } finally {
+          psql(src, `DELETE FROM "LiteLLM_VerificationToken" WHERE token = '${sha(NEW_KEY)}'; UPDATE "LiteLLM_VerificationToken" SET max_budget = 10 WHERE token = '${sha(KEY)}';
+            UPDATE "LiteLLM_VerificationToken" SET max_budget = 2.5 WHERE token = '${sha(SPENT_KEY)}';`);
+        }
       });
     });
   }
@@ -342,9 +353,23 @@ describe('import-litellm', { skip: noPg }, () => {
       models text[], max_budget double precision, user_id text);
       INSERT INTO "LiteLLM_VerificationToken" VALUES ('${sha(KEY)}', 0.0000005, ARRAY['priced'], NULL, NULL);`);
     const dataDir = path.join(makeTempDir(), 'data');
-    const r = runTollgate(['import-litellm', '--from', old], { env: { TOLLGATE_DATA_DIR: dataDir } });
+    // Prisma's own URL parameters (LiteLLM's DATABASE_URL may carry them) are accepted
+    const r = runTollgate(['import-litellm', '--from', `${old}?schema=public&connection_limit=5`], { env: { TOLLGATE_DATA_DIR: dataDir } });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /LiteLLM_TeamTable: not in the LiteLLM database .*skipped/);
     assert.deepEqual(summary(r.stdout).LiteLLM_VerificationToken, { read: 1, inserted: 1, updated: 0, unchanged: 0 });
+  });
+
+  test('the import is all or nothing: a duplicate key_alias fails it and nothing is written', () => {
+    const dup = freshPgDatabase('litellm_dup');
+    psql(dup, `CREATE TABLE "LiteLLM_UserTable" (user_id text PRIMARY KEY, spend double precision NOT NULL DEFAULT 0);
+      INSERT INTO "LiteLLM_UserTable" VALUES ('u-dup', 1);
+      CREATE TABLE "LiteLLM_VerificationToken" (token text PRIMARY KEY, key_alias text, spend double precision NOT NULL DEFAULT 0);
+      INSERT INTO "LiteLLM_VerificationToken" VALUES ('${sha(KEY)}', 'same', 0), ('${sha(SPENT_KEY)}', 'same', 0);`);
+    const target = freshPgDatabase('import_dup');
+    const r = runTollgate(['import-litellm', '--from', dup], { env: { DATABASE_URL: target } });
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /import-litellm: .*(unique|duplicate|constraint)/i);
+    assert.equal(psql(target, 'SELECT (SELECT COUNT(*) FROM keys) + (SELECT COUNT(*) FROM users)'), '0');
   });
 });
