@@ -29,6 +29,7 @@ import {
   MASTER_KEY,
   freshPgDatabase,
   openAIErrorShapeProblem,
+  assertHealthyThenCleanExit,
 } from '../lib/harness.mjs';
 
 const noPg = !process.env.TEST_DATABASE_URL && 'TEST_DATABASE_URL is not set';
@@ -327,6 +328,10 @@ describe('import-litellm', { skip: noPg }, () => {
             UPDATE "LiteLLM_VerificationToken" SET max_budget = 2.5 WHERE token = '${sha(SPENT_KEY)}';`);
         }
       });
+
+      test('the gateway is still healthy, exits cleanly and never printed a key', async () => {
+        await assertHealthyThenCleanExit(tg, assert, [MASTER_KEY, KEY, SPENT_KEY, BLOCKED_KEY, NEW_KEY]);
+      });
     });
   }
 
@@ -341,6 +346,7 @@ describe('import-litellm', { skip: noPg }, () => {
       assert.notEqual(r.code, 0, from);
       assert.match(r.stderr, /import-litellm: /, from);
       assert.ok(!(r.stdout + r.stderr).includes('SuperSecretPw42'), `${from}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /Sanitizer|runtime error/, `${from}: ${r.stderr}`);
     }
     const missing = runTollgate(['import-litellm']);
     assert.notEqual(missing.code, 0);
@@ -370,6 +376,7 @@ describe('import-litellm', { skip: noPg }, () => {
     const r = runTollgate(['import-litellm', '--from', dup], { env: { DATABASE_URL: target } });
     assert.notEqual(r.code, 0, r.stdout);
     assert.match(r.stderr, /import-litellm: .*(unique|duplicate|constraint)/i);
+    assert.doesNotMatch(r.stderr, /Sanitizer|runtime error/, r.stderr);
     assert.equal(psql(target, 'SELECT (SELECT COUNT(*) FROM keys) + (SELECT COUNT(*) FROM users)'), '0');
   });
 });
