@@ -738,9 +738,19 @@ static int read_source(const char *from, run_t *run, char *err, size_t errlen)
         goto out;
     int have_model_table = json_object_get(mcols, "aliases") != NULL && json_object_get(mcols, "id") != NULL;
     json_decref(mcols);
-    for (size_t i = 0; i < N_TABLES; i++)
+    size_t present = 0;
+    for (size_t i = 0; i < N_TABLES; i++) {
         if (read_table(pg, &run->tables[i], have_model_table, err, errlen) != 0)
             goto out;
+        present += (size_t)run->tables[i].present;
+    }
+    if (present == 0) { /* the wrong database or schema: say so rather than import nothing */
+        errf(err, errlen,
+             "the --from database has none of LiteLLM's tables (LiteLLM_VerificationToken, …) in "
+             "schema %s",
+             schema[0] != '\0' ? schema : "public (or its search_path)");
+        goto out;
+    }
     src_exec(pg, "COMMIT", err, errlen);
     err[0] = '\0';
     rc = 0;

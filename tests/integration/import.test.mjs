@@ -348,6 +348,9 @@ describe('import-litellm', { skip: noPg }, () => {
       assert.ok(!(r.stdout + r.stderr).includes('SuperSecretPw42'), `${from}: ${r.stderr}`);
       assert.doesNotMatch(r.stderr, /Sanitizer|runtime error/, `${from}: ${r.stderr}`);
     }
+    const empty = runTollgate(['import-litellm', '--from', freshPgDatabase('litellm_empty')], { env: { TOLLGATE_DATA_DIR: path.join(makeTempDir(), 'data') } });
+    assert.equal(empty.code, 1, 'a database without LiteLLM tables is an error');
+    assert.match(empty.stderr, /none of LiteLLM's tables/);
     const missing = runTollgate(['import-litellm']);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /--from/);
