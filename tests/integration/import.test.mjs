@@ -4,7 +4,8 @@
 // imported into (a) a SQLite data directory and (b) another PostgreSQL database; Tollgate then
 // serves on it and the original `sk-…` keys work with their limits:
 //   - the key authenticates; its model list (403 outside it) and its aliases apply;
-//   - a key whose spend is at its max_budget is refused (429), a blocked key is 401;
+//   - a key whose spend is at its max_budget is refused (429), so is a customer whose budget is
+//     spent; a blocked key is 401;
 //   - /key/info, /user/info, /team/info, /customer/info and /organization/info show the imported
 //     fields, with spend in dollars equal to LiteLLM's;
 //   - a second import changes nothing; --dry-run writes nothing (not even the schema) and says
@@ -117,7 +118,7 @@ CREATE TABLE "LiteLLM_VerificationToken" (
 const DATA = `
 INSERT INTO "LiteLLM_BudgetTable" (budget_id, max_budget, rpm_limit, tpm_limit, created_by, updated_by)
   VALUES ('b-org', 1000, NULL, NULL, 'admin', 'admin'), ('b-member', 5.5, 100, NULL, 'admin', 'admin'),
-         ('b-cust', 50, NULL, NULL, 'admin', 'admin');
+         ('b-cust', 50, NULL, NULL, 'admin', 'admin'), ('b-small', 2, NULL, NULL, 'admin', 'admin');
 INSERT INTO "LiteLLM_OrganizationTable" (organization_id, organization_alias, budget_id, models, spend, created_by, updated_by)
   VALUES ('org-1', 'Org One', 'b-org', ARRAY['priced'], 3.25, 'admin', 'admin');
 INSERT INTO "LiteLLM_ModelTable" (id, aliases, created_by, updated_by) VALUES (7, '{"team-alias": "priced"}', 'admin', 'admin');
@@ -129,7 +130,7 @@ INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias, organization_id, admins, m
 INSERT INTO "LiteLLM_UserTable" (user_id, user_email, user_role, teams, models, max_budget, spend, organization_id, password)
   VALUES ('u-1', 'u1@example.com', 'internal_user', ARRAY['t-1'], ARRAY[]::text[], 100, 0.5, 'org-1', 'hashed-secret');
 INSERT INTO "LiteLLM_TeamMembership" (user_id, team_id, spend, budget_id) VALUES ('u-1', 't-1', 0.1, 'b-member');
-INSERT INTO "LiteLLM_EndUserTable" (user_id, alias, spend, budget_id) VALUES ('cust-1', 'Customer One', 1.5, 'b-cust');
+INSERT INTO "LiteLLM_EndUserTable" (user_id, alias, spend, budget_id) VALUES ('cust-1', 'Customer One', 1.5, 'b-cust'), ('cust-over', NULL, 2, 'b-small');
 INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, spend, models, aliases, user_id, team_id,
     metadata, max_budget, rpm_limit, tpm_limit, budget_duration, budget_reset_at, organization_id,
     model_spend, created_at, agent_id)
@@ -195,6 +196,7 @@ describe('import-litellm', { skip: noPg }, () => {
         assert.equal(r.code, 0, r.stderr);
         const s = summary(r.stdout);
         assert.deepEqual(s.LiteLLM_VerificationToken, { read: 3, inserted: 3, updated: 0, unchanged: 0 });
+        assert.deepEqual(s.LiteLLM_EndUserTable, { read: 2, inserted: 2, updated: 0, unchanged: 0 });
         assert.match(r.stdout, /dry run: nothing was written/);
         if (target.pg) {
           assert.equal(psql(env.DATABASE_URL, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('keys', 'schema_migrations')"), '0');
@@ -208,12 +210,12 @@ describe('import-litellm', { skip: noPg }, () => {
         assert.equal(r.code, 0, r.stderr);
         const s = summary(r.stdout);
         assert.deepEqual(s, {
-          LiteLLM_BudgetTable: { read: 3, inserted: 3, updated: 0, unchanged: 0 },
+          LiteLLM_BudgetTable: { read: 4, inserted: 4, updated: 0, unchanged: 0 },
           LiteLLM_OrganizationTable: { read: 1, inserted: 1, updated: 0, unchanged: 0 },
           LiteLLM_UserTable: { read: 1, inserted: 1, updated: 0, unchanged: 0 },
           LiteLLM_TeamTable: { read: 1, inserted: 1, updated: 0, unchanged: 0 },
           LiteLLM_TeamMembership: { read: 1, inserted: 1, updated: 0, unchanged: 0 },
-          LiteLLM_EndUserTable: { read: 1, inserted: 1, updated: 0, unchanged: 0 },
+          LiteLLM_EndUserTable: { read: 2, inserted: 2, updated: 0, unchanged: 0 },
           LiteLLM_VerificationToken: { read: 3, inserted: 3, updated: 0, unchanged: 0 },
         });
         assert.match(r.stdout, /columns Tollgate does not keep:.*\bpassword\b/);
@@ -290,6 +292,10 @@ describe('import-litellm', { skip: noPg }, () => {
         r = await call(SPENT_KEY, 'priced');
         assert.equal(r.status, 429, r.text);
         assert.match(r.json.error.message, /[Bb]udget/);
+        // a customer whose budget is spent is refused, as LiteLLM refuses it
+        r = await postJSON(`${tg.url}/v1/chat/completions`, { ...chat('priced'), user: 'cust-over' }, { key: KEY });
+        assert.equal(r.status, 429, r.text);
+        assert.match(r.json.error.message, /end_user/);
         r = await call(BLOCKED_KEY, 'priced');
         assert.equal(r.status, 401, r.text);
         r = await call('sk-Imp0rtedUnknownEEEEEE', 'priced');
