@@ -393,7 +393,7 @@ static int select_rows(gw_store_conn_t *c, const char *table, const char *idcol,
     return gw_store_query(c, sql, p, 1, rows);
 }
 
-/* The row's money columns as dollars (LiteLLM's floats). */
+/* The row's money columns (and model_spend's amounts) as dollars (LiteLLM's floats). */
 static json_t *api_row(json_t *row)
 {
     static const char *money[] = {"spend", "max_budget", "soft_budget"};
@@ -401,6 +401,15 @@ static json_t *api_row(json_t *row)
         json_t *v = json_object_get(row, money[i]);
         if (json_is_integer(v))
             json_object_set_new(row, money[i], json_real((double)json_integer_value(v) / 1e6));
+    }
+    /* model_spend holds micro-dollars per model (schema/), written by import-litellm */
+    const char *model;
+    json_t *v;
+    json_object_foreach(json_object_get(row, "model_spend"), model, v)
+    {
+        if (json_is_integer(v))
+            json_object_set_new(json_object_get(row, "model_spend"), model,
+                                json_real((double)json_integer_value(v) / 1e6));
     }
     return row;
 }

@@ -4,6 +4,7 @@
  *   tollgate --config FILE [--host H] [--port P] [--workers N]   serve
  *   tollgate check-config FILE                                    validate and print (redacted)
  *   tollgate migrate [--config FILE]                              apply database migrations
+ *   tollgate import-litellm --from URL [--config FILE] [--dry-run] copy LiteLLM's keys and owners
  *   tollgate --version | --help
  *
  * The port comes from --port, else the PORT environment variable (Railway and similar hosts set
@@ -19,6 +20,7 @@
 
 #include "adapters/buf.h"
 #include "gateway/config.h"
+#include "gateway/import.h"
 #include "gateway/server.h"
 #include "gateway/store.h"
 
@@ -29,6 +31,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: tollgate --config FILE [--host H] [--port P] [--workers N]\n"
                  "       tollgate check-config FILE\n"
                  "       tollgate migrate [--config FILE]\n"
+                 "       tollgate import-litellm --from postgresql://... [--config FILE] [--dry-run]\n"
                  "       tollgate --version\n");
 }
 
@@ -113,6 +116,42 @@ out:
     return rc;
 }
 
+/* `tollgate import-litellm --from URL [--config FILE] [--dry-run]`: copies a LiteLLM database's
+ * keys and their owners into the store `migrate` would use (gateway/import.h). */
+static int import_litellm(int argc, char **argv)
+{
+    const char *config = NULL, *from = NULL;
+    int dry_run = 0;
+    for (int i = 2; i < argc; i++) {
+        if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+            from = argv[++i];
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry_run = 1;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (from == NULL) {
+        fprintf(stderr, "import-litellm: --from postgresql://... (the LiteLLM database) is required\n");
+        return 2;
+    }
+    char err[1024];
+    gw_config_t *cfg = NULL;
+    if (config != NULL && (cfg = gw_config_load(config, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    gw_import_opts_t o = {.from_url = from, .cfg = cfg, .dry_run = dry_run, .out = stdout};
+    int rc = gw_import_litellm(&o, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "import-litellm: %s\n", err);
+    gw_config_free(cfg);
+    return rc != 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL, *host = NULL, *port_s = NULL, *workers_s = NULL;
@@ -125,6 +164,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 2 && strcmp(argv[1], "migrate") == 0)
         return migrate(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "import-litellm") == 0)
+        return import_litellm(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **slot = strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0 ? &config
