@@ -173,10 +173,11 @@ static void *worker_main(void *arg)
     w->keys = gw_keycache_create(w);
     w->endusers = gw_eucache_create(w);
     w->lim = gw_limits_loop_attach(s->limits, w->loop);
-    if (s->spend != NULL && (w->spendq = gw_spend_batch_create(s->spend, w->loop, gw_worker_timeout(w, 0),
-                                                               w->queue)) == NULL)
-        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"spend batch unavailable: records are written one "
-                        "by one\",\"worker\":%u}\n",
+    if (s->spend != NULL &&
+        (w->spendq = gw_spend_batch_create(s->spend, w->loop, gw_worker_timeout(w, 0), w->queue)) == NULL)
+        fprintf(stderr,
+                "{\"level\":\"warn\",\"msg\":\"spend batch unavailable: records are written one "
+                "by one\",\"worker\":%u}\n",
                 w->id);
     if (w->id == 0) {
         gw_keys_start_poll(w);

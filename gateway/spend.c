@@ -8,8 +8,8 @@
  * boundary — the writer reads the live file only up to cur_size, hence never sees half a line.
  * `sync_mu` serialises fdatasync with rotation, so a record that was written to the previous
  * file is synced before anyone believes it synced. `req_mu` guards the sync requests of the
- * workers' batches (spend_batch.c) and the sync thread's answers to them. `prog_mu` guards the checkpoint position the
- * writer publishes (for gw_spend_wait_drained) and the writer's wake-up flag.
+ * workers' batches (spend_batch.c) and the sync thread's answers to them. `prog_mu` guards the checkpoint
+ * position the writer publishes (for gw_spend_wait_drained) and the writer's wake-up flag.
  *
  * Idempotency lives in the database: spend_logs.request_id is the primary key; the counters
  * move only for rows the INSERT … ON CONFLICT DO NOTHING reported as new (SQLite: the row's
@@ -815,7 +815,8 @@ int gw_spend_record(gw_spend_t *sp, const gw_spend_rec_t *rec)
     uint64_t mine = 0;
     int r = append_locked(sp, line, (size_t)n, 1, &mine);
     if (r == GW_SPEND_EIO)
-        loud("journal write failed, spend of request %s is not recorded: %s", rec->request_id, strerror(errno));
+        loud("journal write failed, spend of request %s is not recorded: %s", rec->request_id,
+             strerror(errno));
     if (r == GW_SPEND_OK && sp->set.sync_mode == GW_SPEND_SYNC_ALWAYS)
         sync_upto(sp, mine);
     return r;
