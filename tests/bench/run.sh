@@ -18,6 +18,8 @@
 #   ROUNDS          rounds of [direct, nginx, tollgate] per workload (default 3)
 #   BENCH_STREAMS   concurrent streams in the streams test (default 1000)
 #   BENCH_TARGETS   which targets to run (default "direct nginx tollgate")
+#   BENCH_KINDS     which workloads to run (default all: "c1 c64 c64-priced c64-key translate
+#                   stream64 translate-stream")
 #   TOLLGATE_BIN    binary to measure (default build/tollgate of this checkout)
 #   BENCH_KEEP=1    keep the temporary directory (configs, logs) for inspection
 #   BENCH_TOLLGATE_STDOUT  where Tollgate's stdout (its request log) goes (default: a file in the
@@ -391,7 +393,7 @@ body_of() {
 }
 # Workloads and the targets they run against: only Tollgate translates and knows virtual keys, so
 # the translate kinds and c64-key run against it alone.
-KINDS="c1 c64 c64-priced c64-key translate stream64 translate-stream"
+KINDS=${BENCH_KINDS:-c1 c64 c64-priced c64-key translate stream64 translate-stream}
 targets_of() { # kind
   if [[ $1 == translate* || $1 == c64-key || $1 == c64-priced ]]; then
     if has_target tollgate; then echo tollgate; fi
