@@ -18,6 +18,8 @@
 #   ROUNDS          rounds of [direct, nginx, tollgate] per workload (default 3)
 #   BENCH_STREAMS   concurrent streams in the streams test (default 1000)
 #   BENCH_TARGETS   which targets to run (default "direct nginx tollgate")
+#   BENCH_JOURNAL_SYNC  Tollgate's journal_sync (default interval; always makes every priced
+#                   response wait for an fdatasync of the spend journal)
 #   BENCH_KINDS     which workloads to run (default all: "c1 c64 c64-priced c64-key translate
 #                   stream64 translate-stream")
 #   TOLLGATE_BIN    binary to measure (default build/tollgate of this checkout)
@@ -268,6 +270,7 @@ general_settings:
   master_key: sk-bench
 tollgate_settings:
   workers: 1
+  journal_sync: ${BENCH_JOURNAL_SYNC:-interval}
 EOF
 
 http_code() { # url [curl args…]
