@@ -10,6 +10,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import path from 'node:path';
 import {
   startTollgate,
@@ -18,6 +19,7 @@ import {
   readSSE,
   makeTempDir,
   sleep,
+  waitUntil,
   MASTER_KEY,
   REPO_ROOT,
   openAIErrorShapeProblem,
@@ -182,6 +184,54 @@ describe(`a slow disk (fdatasync takes ${SYNC_MS} ms)`, () => {
       assert.ok(s.tEnd - s.tStart >= SYNC_MS - 50, `stream took ${s.tEnd - s.tStart} ms`);
       const ids = journalIds(dataDir);
       assert.ok(ids.has(c.headers['x-request-id']) && ids.has(s.headers['x-request-id']));
+    } finally {
+      await stopClean(tg);
+    }
+  });
+
+  test('always: clients that leave while their final byte is held (h2 reset, HTTP/1.1 close)', async () => {
+    const tg = await start('always', { TG_SHIM_FSYNC_MS: String(SYNC_MS) });
+    try {
+      const dataDir = path.join(tg.dir, 'data');
+      // h2c: each stream is reset while its record is being synced; h2o disposes the request
+      // then, so the call's hold must leave the batch's list before the sync thread answers
+      const c = http2.connect(tg.url);
+      await Promise.all(
+        [false, true, false, true].map(
+          (stream, i) =>
+            new Promise((resolve) => {
+              const st = c.request({
+                ':method': 'POST',
+                ':path': '/v1/chat/completions',
+                authorization: `Bearer ${MASTER_KEY}`,
+                'content-type': 'application/json',
+              });
+              st.on('response', () => {});
+              st.on('error', () => {});
+              st.on('close', resolve);
+              st.end(JSON.stringify(CHAT(`leave ${i}`, { stream })));
+              setTimeout(() => st.close(http2.constants.NGHTTP2_CANCEL), 150);
+            }),
+        ),
+      );
+      c.close();
+      // HTTP/1.1: the socket closes while the reply is held
+      const aborted = new AbortController();
+      const gone = postJSON(`${tg.url}/v1/chat/completions`, CHAT('leave h1'), { signal: aborted.signal }).catch((e) => e);
+      setTimeout(() => aborted.abort(), 150);
+      await gone;
+      await sleep(SYNC_MS * 2 + 200); // the syncs those holds waited for have answered by now
+      // every one of them was torn down and logged: h2 at the reset, HTTP/1.1 when its held
+      // reply met the closed socket
+      const left = () => tg.logs().filter((l) => l.path === '/v1/chat/completions');
+      await waitUntil(() => left().length >= 5, 3000, 'five log lines').catch(() => {});
+      assert.equal(left().length, 5, JSON.stringify(left().map((l) => [l.status, l.stream, l.error])));
+      // the worker is fine, and later requests complete
+      const r = await postJSON(`${tg.url}/v1/chat/completions`, CHAT('after'));
+      assert.equal(r.status, 200);
+      assert.ok(journalIds(dataDir).has(r.headers['x-request-id']));
+      // all six calls were answered upstream: their records are written, whether or not the client stayed
+      assert.equal(journalIds(dataDir).size, 6, 'records of 4 reset h2 streams, 1 closed HTTP/1.1 request, 1 completed');
     } finally {
       await stopClean(tg);
     }

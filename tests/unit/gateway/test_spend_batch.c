@@ -79,8 +79,12 @@ static void add(env_t *e, int i)
 {
     char id[32];
     snprintf(id, sizeof(id), "req-%05d", i);
-    gw_spend_rec_t r = {.request_id = id, .call_type = "acompletion", .model_group = "m", .spend_micros = 10,
-                        .start_ms = 1717200000000LL, .end_ms = 1717200000100LL};
+    gw_spend_rec_t r = {.request_id = id,
+                        .call_type = "acompletion",
+                        .model_group = "m",
+                        .spend_micros = 10,
+                        .start_ms = 1717200000000LL,
+                        .end_ms = 1717200000100LL};
     cr_assert_eq(gw_spend_batch_add(e->b, &r), GW_SPEND_OK);
 }
 
@@ -133,7 +137,8 @@ Test(spend_batch, one_write_per_iteration_then_release)
     gw_spend_stats_t st;
     gw_spend_stats(e.sp, &st);
     cr_assert_eq(st.records_written, 51);
-    cr_assert(a.bytes_then > 0 && a.bytes_then == journal_bytes(&e), "all 51 lines were in the file before cb");
+    cr_assert(a.bytes_then > 0 && a.bytes_then == journal_bytes(&e),
+              "all 51 lines were in the file before cb");
     cr_assert_eq(gw_spend_batch_held(e.b), 0);
     env_teardown(&e);
 }
@@ -163,7 +168,8 @@ Test(spend_batch, full_buffer_writes_early_and_releases_later)
     int i = 1;
     while (journal_bytes(&e) == 0 && i < 100000)
         add(&e, i++);
-    cr_assert(journal_bytes(&e) > 0 && journal_bytes(&e) <= GW_SPEND_BATCH_MAX, "an early write, within the ceiling");
+    cr_assert(journal_bytes(&e) > 0 && journal_bytes(&e) <= GW_SPEND_BATCH_MAX,
+              "an early write, within the ceiling");
     cr_assert_eq(a.runs, 0, "released only at the end of the iteration");
     h2o_evloop_run(e.loop, 0);
     cr_assert_eq(a.runs, 1);
