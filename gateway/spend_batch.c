@@ -89,8 +89,11 @@ static int write_buffer(gw_spend_batch_t *b)
         else
             b->last_end = end;
     }
-    if (h2o_linklist_is_empty(&b->wait_write))
+    if (h2o_linklist_is_empty(&b->wait_write)) {
+        if (b->always && r == GW_SPEND_OK && b->last_end > 0)
+            gw_spend_request_sync(b->sp, b->slot, b->last_end); /* records nobody waits for: durable too */
         goto out;
+    }
     if (b->write_failed || !b->always || b->last_end == 0) {
         move_all(&b->wait_write, &b->ready, !b->write_failed);
         goto out;
