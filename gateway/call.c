@@ -70,6 +70,12 @@ typedef struct gw_call {
     unsigned gone : 1;      /* request released by h2o */
     unsigned too_large : 1;
     unsigned framing_error : 1;
+    unsigned held : 1;         /* the final send waits for the spend journal (hold) */
+    unsigned spend_failed : 1; /* the spend record could not be written: do not complete */
+    gw_spend_hold_t hold;
+    int reply_status; /* non-stream: the reply waiting for the hold */
+    const char *reply_data;
+    size_t reply_len;
     /* mock pacing */
     ad_mock_plan_t plan;
     int has_plan;
@@ -103,13 +109,15 @@ static void call_teardown(void *obj)
         c->xfer = NULL;
     }
     gw_upstream_undefer(&c->flush_d);
+    gw_spend_hold_cancel(&c->hold); /* the record stays in the batch; nothing will be sent */
+    c->held = 0;
     if (h2o_timeout_is_linked(&c->mock_timer))
         h2o_timeout_unlink(&c->mock_timer);
     if (c->st.emit != NULL) {
         if (c->st.usage.prompt_tokens >= 0)
             c->rc->usage = c->st.usage;
         account(c); /* a client that left mid-stream is billed for what was generated */
-        gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c));
+        gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c), NULL, NULL);
         if (c->stream_ad->stream_free != NULL)
             c->stream_ad->stream_free(&c->st);
         ad_stream_free(&c->st);
@@ -197,15 +205,50 @@ static const ad_buf_t *convert_body(gw_call_t *c, int status, const char *body, 
     return c->conv.len > 0 ? &c->conv : NULL;
 }
 
+static void send_reply(gw_call_t *c);
+
+/* The spend record is in the journal (or could not be written): the held reply may go. */
+static void on_reply_released(gw_spend_hold_t *h)
+{
+    gw_call_t *c = H2O_STRUCT_FROM_MEMBER(gw_call_t, hold, h);
+    c->held = 0;
+    c->spend_failed = !h->ok;
+    send_reply(c);
+}
+
 static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
 {
-    h2o_req_t *req = c->req;
     const ad_buf_t *conv = convert_body(c, status, body, len);
     if (conv != NULL) {
         body = conv->data;
         len = conv->len;
         if (c->conv_status != 0)
             status = c->conv_status;
+    }
+    c->reply_status = status;
+    c->reply_data = body;
+    c->reply_len = len;
+    c->finished = 1; /* nothing else may reply */
+    if (c->rc->has_cost && status < 400 &&
+        gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c), &c->hold, on_reply_released)) {
+        c->held = 1; /* the final byte waits for the journal (spend_batch.h) */
+        return;
+    }
+    send_reply(c);
+}
+
+static void send_reply(gw_call_t *c)
+{
+    h2o_req_t *req = c->req;
+    int status = c->reply_status;
+    const char *body = c->reply_data;
+    size_t len = c->reply_len;
+    if (c->spend_failed) { /* never complete a response whose spend is not in the journal */
+        c->rc->error = "spend_journal_error";
+        c->started = 1;
+        gw_request_error(c->rc, GW_ERR_INTERNAL,
+                         "the response could not be completed: its spend record could not be written", NULL);
+        return;
     }
     req->res.status = status;
     req->res.reason = status < 400 ? "OK" : "Error";
@@ -214,13 +257,12 @@ static void reply_body(gw_call_t *c, int status, const char *body, size_t len)
                    H2O_STRLIT("application/json"));
     if (c->retry_after[0])
         add_header(req, "retry-after", c->retry_after);
-    if (c->rc->has_cost && status < 400) {
-        gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c)); /* before the last byte */
+    if (c->rc->has_cost && status < 400) { /* its record was written before we got here */
         char usd[GW_PRICING_USD_MAX];
         gw_pricing_format_usd(c->rc->cost_micros, usd, sizeof(usd));
         add_header(req, "x-litellm-response-cost", usd);
     }
-    c->started = c->finished = 1;
+    c->started = 1;
     h2o_start_response(req, &c->gen);
     h2o_iovec_t v = h2o_iovec_init(body, len);
     h2o_send(req, &v, 1, H2O_SEND_STATE_FINAL);
@@ -346,6 +388,17 @@ static size_t on_up_data(void *ud, const char *p, size_t n)
     return n;
 }
 
+/* The stream's spend record is in the journal (or could not be written): its end may go. */
+static void on_stream_released(gw_spend_hold_t *h)
+{
+    gw_call_t *c = H2O_STRUCT_FROM_MEMBER(gw_call_t, hold, h);
+    c->held = 0;
+    c->spend_failed = !h->ok;
+    if (c->spend_failed)
+        c->rc->error = "spend_journal_error";
+    flush(c);
+}
+
 static void finish_stream(gw_call_t *c, CURLcode rc, const char *errmsg)
 {
     if (c->framing_error)
@@ -359,7 +412,9 @@ static void finish_stream(gw_call_t *c, CURLcode rc, const char *errmsg)
     if (c->st.usage.prompt_tokens >= 0)
         c->rc->usage = c->st.usage;
     account(c);
-    gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c)); /* before the last byte */
+    /* before the last byte: flush() holds it until the batch has written the record */
+    if (gw_policy_record_spend(c->rc, c->dep.upstream_model, call_type(c), &c->hold, on_stream_released))
+        c->held = 1;
     if (c->has_enc) /* idempotent: closes the Anthropic sequence if nothing else did */
         ad_anthropic_enc_finish(&c->enc, &c->out);
     c->up_done = 1;
@@ -436,14 +491,22 @@ static void start_stream_response(gw_call_t *c)
     h2o_start_response(req, &c->gen);
 }
 
+/*
+ * Hands buffered stream bytes to h2o, one send in flight. While the spend record is held
+ * (c->held) nothing goes: the last events are the final byte's company. A record that could not
+ * be written ends the stream with an error (no terminating chunk, RST_STREAM on h2): the client
+ * sees it broken, never complete.
+ */
 static void flush(gw_call_t *c)
 {
-    if (c->gone || c->in_send || c->finished || !c->streaming)
+    if (c->gone || c->in_send || c->finished || !c->streaming || c->held)
         return;
     if (c->out.len == 0 && !c->up_done)
         return;
     if (!c->started)
         start_stream_response(c);
+    if (c->up_done && c->spend_failed)
+        ad_buf_reset(&c->out);
     ad_buf_t t = c->sending;
     c->sending = c->out;
     c->out = t;
@@ -451,7 +514,10 @@ static void flush(gw_call_t *c)
     c->in_send = 1;
     c->finished = c->up_done;
     h2o_iovec_t v = h2o_iovec_init(c->sending.data, c->sending.len);
-    h2o_send(c->req, &v, v.len ? 1 : 0, c->finished ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+    h2o_send_state_t state = !c->finished      ? H2O_SEND_STATE_IN_PROGRESS
+                             : c->spend_failed ? H2O_SEND_STATE_ERROR
+                                               : H2O_SEND_STATE_FINAL;
+    h2o_send(c->req, &v, v.len ? 1 : 0, state);
 }
 
 static void on_flush_deferred(gw_deferred_t *d)

@@ -76,8 +76,8 @@ typedef struct gw_server_settings {
     gw_upstream_client_t upstream_client;
     /* Spend journal (DESIGN §7): journal_sync "interval" (default: fdatasync every
      * journal_sync_ms off the loop, default 100), "always" (the response's last byte waits for
-     * fdatasync), "none" (never: tests, tmpfs); spend_writer_ms (default 100): how often the
-     * writer moves journal records into the store. */
+     * an fdatasync on the sync thread; the loop does not), "none" (never: tests, tmpfs);
+     * spend_writer_ms (default 100): how often the writer moves journal records into the store. */
     int journal_sync; /* gw_spend_sync_mode_t: 0 interval, 1 always, 2 none */
     uint64_t journal_sync_ms;
     uint64_t spend_writer_ms;

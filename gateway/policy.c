@@ -12,6 +12,7 @@
 #include "gateway/models.h"
 #include "gateway/pricing.h"
 #include "gateway/server.h"
+#include "gateway/spend_batch.h"
 
 struct gw_policy_ticket {
     gw_policy_cont_fn cont;
@@ -278,11 +279,12 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const char *call_type)
+int gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const char *call_type,
+                           gw_spend_hold_t *hold, gw_spend_hold_cb cb)
 {
     gw_spend_t *sp = rc->w->server->spend;
     if (sp == NULL || rc->spend_recorded || !rc->has_cost)
-        return;
+        return 0;
     rc->spend_recorded = 1;
     const gw_principal_t *p = rc->principal;
     int64_t end = unix_ms();
@@ -307,12 +309,17 @@ void gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const c
         .end_ms = end,
         .stream = rc->stream,
     };
-    int r = gw_spend_record(sp, &rec);
+    gw_spend_batch_t *b = rc->w->spendq;
+    int r = b != NULL ? gw_spend_batch_add(b, &rec) : gw_spend_record(sp, &rec);
     if (r != GW_SPEND_OK)
         fprintf(
             stderr,
             "{\"level\":\"error\",\"msg\":\"spend journal write failed\",\"request_id\":\"%s\",\"rc\":%d}\n",
             rc->rid, r);
+    if (b == NULL || hold == NULL || r == GW_SPEND_EINVAL)
+        return 0; /* written already (or never will be: a record that cannot be formatted) */
+    gw_spend_batch_hold(b, hold, cb);
+    return 1;
 }
 
 /* ---- the global budget ------------------------------------------------------------------- */

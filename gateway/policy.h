@@ -4,7 +4,8 @@
  * model, model group, team, team member, user, end user, organization, global; gateway/limits.h:
  * rpm, tpm, max_parallel, budgets with periods) with a reservation of the call's estimated cost,
  * settlement of the real cost when the call ends, and the spend record written to the journal
- * (gateway/spend.h) before the response's last byte.
+ * (gateway/spend.h, batched per loop iteration by gateway/spend_batch.h) before the response's
+ * last byte.
  *
  * The master key is not limited by key, user, team or organization (it is the operator's); an end
  * user with limits (endusers.h: the request's `user`), a model group's deployment limits and the
@@ -28,6 +29,7 @@
 #include "gateway/limits.h"
 #include "gateway/request.h"
 #include "gateway/spend.h"
+#include "gateway/spend_batch.h"
 #include "gateway/store.h"
 
 struct gw_route;
@@ -101,7 +103,18 @@ void gw_policy_refuse(gw_reqctx_t *rc, const gw_limits_result_t *res);
 /** The call ended: settles the reservation with the real cost (rc->has_cost), or releases it. */
 void gw_policy_settle(gw_reqctx_t *rc);
 
-/** Appends rc's spend record to the journal (once); call before the response's final byte. */
-void gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const char *call_type);
+/**
+ * Adds rc's spend record (once per request; nothing without a cost) to this worker's journal
+ * batch (spend_batch.h), which writes it at the end of the loop iteration. Call it when the cost
+ * is known and BEFORE handing the response's final byte to h2o. With hold not NULL, when a
+ * record was added now: hold is held and 1 is returned — the caller must not send its final
+ * byte until cb(hold) runs on this loop (hold->ok 1: written, and fdatasynced with journal_sync
+ * always; 0: it could not be, and the response must not complete normally), and must
+ * gw_spend_hold_cancel(hold) if it goes away first. Returns 0 when there is nothing to wait for
+ * (no record added, no journal, or no batch on this worker: then the record was written
+ * synchronously): send at once. With hold NULL (a client that left) the record is only added.
+ */
+int gw_policy_record_spend(gw_reqctx_t *rc, const char *upstream_model, const char *call_type,
+                           gw_spend_hold_t *hold, gw_spend_hold_cb cb);
 
 #endif

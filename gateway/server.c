@@ -34,6 +34,7 @@
 #include "gateway/pricing.h"
 #include "gateway/limits.h"
 #include "gateway/spend.h"
+#include "gateway/spend_batch.h"
 #include "gateway/store.h"
 #include "gateway/upstream.h"
 
@@ -172,6 +173,12 @@ static void *worker_main(void *arg)
     w->keys = gw_keycache_create(w);
     w->endusers = gw_eucache_create(w);
     w->lim = gw_limits_loop_attach(s->limits, w->loop);
+    if (s->spend != NULL &&
+        (w->spendq = gw_spend_batch_create(s->spend, w->loop, gw_worker_timeout(w, 0), w->queue)) == NULL)
+        fprintf(stderr,
+                "{\"level\":\"warn\",\"msg\":\"spend batch unavailable: records are written one "
+                "by one\",\"worker\":%u}\n",
+                w->id);
     if (w->id == 0) {
         gw_keys_start_poll(w);
         gw_budgets_start_reset(w);
@@ -189,6 +196,8 @@ static void *worker_main(void *arg)
     }
     gw_worker_flush_log(w);
     ad_buf_free(&w->logbuf);
+    gw_spend_batch_destroy(w->spendq); /* writes what the last iteration added */
+    w->spendq = NULL;
 
     if (h2o_timeout_is_linked(drain_entry(w)))
         h2o_timeout_unlink(drain_entry(w));

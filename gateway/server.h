@@ -22,6 +22,7 @@ struct gw_pricing;
 struct gw_limits;
 struct gw_limits_loop;
 struct gw_spend;
+struct gw_spend_batch;
 struct gw_store;
 struct gw_keycache;
 struct gw_loadcache;
@@ -65,6 +66,7 @@ typedef struct gw_worker {
     unsigned poll_count;             /* polls started: every GW_KEYS_PRUNE_EVERY-th also prunes old changes */
     h2o_timeout_entry_t reset_timer; /* worker 0: the budget reset job (budgets.h) */
     int reset_inflight;
+    struct gw_spend_batch *spendq; /* this loop's spend records, written once per iteration */
 } gw_worker_t;
 
 struct gw_server {

@@ -7,8 +7,9 @@
  * one write(2), so concurrent workers never interleave lines and cur_size is always at a line
  * boundary — the writer reads the live file only up to cur_size, hence never sees half a line.
  * `sync_mu` serialises fdatasync with rotation, so a record that was written to the previous
- * file is synced before anyone believes it synced. `prog_mu` guards the checkpoint position the
- * writer publishes (for gw_spend_wait_drained) and the writer's wake-up flag.
+ * file is synced before anyone believes it synced. `req_mu` guards the sync requests of the
+ * workers' batches (spend_batch.c) and the sync thread's answers to them. `prog_mu` guards the checkpoint
+ * position the writer publishes (for gw_spend_wait_drained) and the writer's wake-up flag.
  *
  * Idempotency lives in the database: spend_logs.request_id is the primary key; the counters
  * move only for rows the INSERT … ON CONFLICT DO NOTHING reported as new (SQLite: the row's
@@ -59,11 +60,23 @@ struct gw_spend {
     int closed;
 
     pthread_mutex_t sync_mu;
-    uint64_t synced_total;
+    uint64_t synced_total;    /* bytes of appended_total known durable (atomic reads) */
+    uint64_t sync_failed_thr; /* largest target of a failed fdatasync (atomic reads) */
+
+    /* sync requests (journal_sync always): workers ask, the sync thread answers through fn */
+    pthread_mutex_t req_mu;
+    pthread_cond_t req_cond;
+    int req_pending;
+    int req_stop;
+    struct sync_sub {
+        gw_spend_notify_fn fn; /* NULL: free slot */
+        void *ud;
+        uint64_t want; /* 0: nothing asked */
+    } subs[GW_SPEND_MAX_SUBSCRIBERS];
 
     pthread_mutex_t prog_mu;
     pthread_cond_t prog_cond; /* writer progress, for wait_drained */
-    pthread_cond_t wake_cond; /* wakes the writer and the sync thread */
+    pthread_cond_t wake_cond; /* wakes the writer */
     int wake;
     int stop;                /* threads exit (writer: after the drain deadline) */
     uint64_t stop_deadline;  /* monotonic ms */
@@ -85,7 +98,8 @@ struct gw_spend {
     uint64_t last_loud_ms;
 
     /* stats (atomics) */
-    uint64_t st_written, st_write_errors, st_applied, st_inserted, st_corrupt, st_failed, st_backlog;
+    uint64_t st_written, st_write_errors, st_sync_errors, st_applied, st_inserted, st_corrupt, st_failed,
+        st_backlog;
     int st_over, st_store_ok;
 };
 
@@ -729,26 +743,67 @@ static int rotate(gw_spend_t *sp)
     if (sp->set.sync_mode != GW_SPEND_SYNC_NONE)
         (void)fdatasync(old);
     close(old);
-    if (sp->synced_total < total)
-        sp->synced_total = total;
+    if (__atomic_load_n(&sp->synced_total, __ATOMIC_SEQ_CST) < total)
+        __atomic_store_n(&sp->synced_total, total, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&sp->sync_mu);
     return 0;
 }
 
 /* ---- append --------------------------------------------------------------------------------- */
 
-static void sync_upto(gw_spend_t *sp, uint64_t want)
+/* fdatasyncs the current file when fewer than want bytes are known synced; 0 ok, -1 failed. */
+static int sync_upto(gw_spend_t *sp, uint64_t want)
 {
+    int rc = 0;
     pthread_mutex_lock(&sp->sync_mu);
-    if (sp->synced_total < want) {
+    if (__atomic_load_n(&sp->synced_total, __ATOMIC_SEQ_CST) < want) {
         pthread_mutex_lock(&sp->mu);
         int fd = sp->fd;
         uint64_t target = sp->appended_total;
         pthread_mutex_unlock(&sp->mu);
-        if (fd >= 0 && fdatasync(fd) == 0)
-            sp->synced_total = target;
+        if (fd >= 0 && fdatasync(fd) == 0) {
+            __atomic_store_n(&sp->synced_total, target, __ATOMIC_SEQ_CST);
+        } else {
+            /* after a failed fdatasync the kernel may have dropped the dirty pages: a later
+             * success proves nothing about these bytes, so they stay failed */
+            int e = errno;
+            if (__atomic_load_n(&sp->sync_failed_thr, __ATOMIC_SEQ_CST) < target)
+                __atomic_store_n(&sp->sync_failed_thr, target, __ATOMIC_SEQ_CST);
+            __atomic_add_fetch(&sp->st_sync_errors, 1, __ATOMIC_RELAXED);
+            loud("journal fdatasync failed: %s", strerror(e));
+            rc = -1;
+        }
     }
     pthread_mutex_unlock(&sp->sync_mu);
+    return rc;
+}
+
+/* One write(2) of whole lines under mu; the caller formatted them. */
+static int append_locked(gw_spend_t *sp, const char *lines, size_t len, size_t nrec, uint64_t *end)
+{
+    pthread_mutex_lock(&sp->mu);
+    if (sp->closed) {
+        pthread_mutex_unlock(&sp->mu);
+        return GW_SPEND_CLOSED;
+    }
+    if (write_all(sp->fd, lines, len) != 0) {
+        int e = errno;
+        /* never leave half a line: the next record would be glued to it */
+        if (ftruncate(sp->fd, (off_t)sp->cur_size) != 0)
+            loud("journal write failed (%s) and the partial line could not be cut: %s", strerror(e),
+                 strerror(errno));
+        pthread_mutex_unlock(&sp->mu);
+        __atomic_add_fetch(&sp->st_write_errors, nrec, __ATOMIC_RELAXED);
+        errno = e;
+        return GW_SPEND_EIO;
+    }
+    sp->cur_size += (uint64_t)len;
+    sp->appended_total += (uint64_t)len;
+    if (end != NULL)
+        *end = sp->appended_total;
+    pthread_mutex_unlock(&sp->mu);
+    __atomic_add_fetch(&sp->st_written, nrec, __ATOMIC_RELAXED);
+    return GW_SPEND_OK;
 }
 
 int gw_spend_record(gw_spend_t *sp, const gw_spend_rec_t *rec)
@@ -757,49 +812,116 @@ int gw_spend_record(gw_spend_t *sp, const gw_spend_rec_t *rec)
     int n = gw_spend_format(rec, line, sizeof(line));
     if (n < 0)
         return GW_SPEND_EINVAL;
-    pthread_mutex_lock(&sp->mu);
-    if (sp->closed) {
-        pthread_mutex_unlock(&sp->mu);
-        return GW_SPEND_CLOSED;
-    }
-    if (write_all(sp->fd, line, (size_t)n) != 0) {
-        int e = errno;
-        /* never leave half a line: the next record would be glued to it */
-        if (ftruncate(sp->fd, (off_t)sp->cur_size) != 0)
-            loud("journal write failed (%s) and the partial line could not be cut: %s", strerror(e),
-                 strerror(errno));
-        pthread_mutex_unlock(&sp->mu);
-        __atomic_add_fetch(&sp->st_write_errors, 1, __ATOMIC_RELAXED);
-        loud("journal write failed, spend of request %s is not recorded: %s", rec->request_id, strerror(e));
-        return GW_SPEND_EIO;
-    }
-    sp->cur_size += (uint64_t)n;
-    sp->appended_total += (uint64_t)n;
-    uint64_t mine = sp->appended_total;
-    pthread_mutex_unlock(&sp->mu);
-    __atomic_add_fetch(&sp->st_written, 1, __ATOMIC_RELAXED);
-    if (sp->set.sync_mode == GW_SPEND_SYNC_ALWAYS)
+    uint64_t mine = 0;
+    int r = append_locked(sp, line, (size_t)n, 1, &mine);
+    if (r == GW_SPEND_EIO)
+        loud("journal write failed, spend of request %s is not recorded: %s", rec->request_id,
+             strerror(errno));
+    if (r == GW_SPEND_OK && sp->set.sync_mode == GW_SPEND_SYNC_ALWAYS)
         sync_upto(sp, mine);
-    return GW_SPEND_OK;
+    return r;
+}
+
+int gw_spend_append(gw_spend_t *sp, const char *lines, size_t len, size_t nrec, uint64_t *end)
+{
+    if (len == 0 || lines[len - 1] != '\n')
+        return GW_SPEND_EINVAL;
+    int r = append_locked(sp, lines, len, nrec, end);
+    if (r == GW_SPEND_EIO)
+        loud("journal write failed, spend of %zu request(s) is not recorded: %s", nrec, strerror(errno));
+    return r;
+}
+
+int gw_spend_subscribe(gw_spend_t *sp, gw_spend_notify_fn fn, void *ud)
+{
+    int slot = -1;
+    pthread_mutex_lock(&sp->req_mu);
+    for (int i = 0; i < GW_SPEND_MAX_SUBSCRIBERS && slot < 0; i++) {
+        if (sp->subs[i].fn == NULL) {
+            sp->subs[i] = (struct sync_sub){.fn = fn, .ud = ud, .want = 0};
+            slot = i;
+        }
+    }
+    pthread_mutex_unlock(&sp->req_mu);
+    return slot;
+}
+
+void gw_spend_unsubscribe(gw_spend_t *sp, int slot)
+{
+    if (slot < 0 || slot >= GW_SPEND_MAX_SUBSCRIBERS)
+        return;
+    pthread_mutex_lock(&sp->req_mu); /* the sync thread calls fn under req_mu: none is running after */
+    sp->subs[slot] = (struct sync_sub){0};
+    pthread_mutex_unlock(&sp->req_mu);
+}
+
+void gw_spend_request_sync(gw_spend_t *sp, int slot, uint64_t upto)
+{
+    if (slot < 0 || slot >= GW_SPEND_MAX_SUBSCRIBERS || upto == 0)
+        return;
+    pthread_mutex_lock(&sp->req_mu);
+    if (sp->subs[slot].want < upto)
+        sp->subs[slot].want = upto;
+    sp->req_pending = 1;
+    pthread_cond_signal(&sp->req_cond);
+    pthread_mutex_unlock(&sp->req_mu);
+}
+
+gw_spend_sync_mode_t gw_spend_sync_mode(const gw_spend_t *sp)
+{
+    return sp->set.sync_mode;
+}
+
+void gw_spend_sync_state(gw_spend_t *sp, uint64_t *synced, uint64_t *failed_through)
+{
+    *failed_through = __atomic_load_n(&sp->sync_failed_thr, __ATOMIC_SEQ_CST);
+    *synced = __atomic_load_n(&sp->synced_total, __ATOMIC_SEQ_CST);
 }
 
 /* ---- sync thread ---------------------------------------------------------------------------- */
 
+/* Tells every subscriber whose request the last sync answered (durable, or failed). */
+static void notify_subscribers(gw_spend_t *sp)
+{
+    uint64_t synced, failed;
+    gw_spend_sync_state(sp, &synced, &failed);
+    for (int i = 0; i < GW_SPEND_MAX_SUBSCRIBERS; i++) {
+        struct sync_sub *s = &sp->subs[i];
+        if (s->fn != NULL && s->want != 0 && (s->want <= synced || s->want <= failed)) {
+            s->want = 0;
+            s->fn(s->ud);
+        }
+    }
+}
+
+/*
+ * Interval mode: fdatasync every sync_ms. Always mode: fdatasync as soon as a worker asks (group
+ * commit: one sync covers every byte written before it, whoever asked), then answer the askers.
+ * Both modes answer requests, so gw_spend_request_sync works in either.
+ */
 static void *sync_main(void *arg)
 {
     gw_spend_t *sp = arg;
-    pthread_mutex_lock(&sp->prog_mu);
-    while (!sp->stop) {
-        struct timespec ts = deadline_in(sp->set.sync_ms);
-        pthread_cond_timedwait(&sp->wake_cond, &sp->prog_mu, &ts);
-        pthread_mutex_unlock(&sp->prog_mu);
+    int always = sp->set.sync_mode == GW_SPEND_SYNC_ALWAYS;
+    pthread_mutex_lock(&sp->req_mu);
+    for (;;) {
+        if (!sp->req_pending && !sp->req_stop) {
+            struct timespec ts = deadline_in(always ? 1000 : sp->set.sync_ms);
+            pthread_cond_timedwait(&sp->req_cond, &sp->req_mu, &ts);
+        }
+        int stopping = sp->req_stop;
+        sp->req_pending = 0;
+        pthread_mutex_unlock(&sp->req_mu);
         pthread_mutex_lock(&sp->mu);
         uint64_t total = sp->appended_total;
         pthread_mutex_unlock(&sp->mu);
-        sync_upto(sp, total);
-        pthread_mutex_lock(&sp->prog_mu);
+        (void)sync_upto(sp, total);
+        pthread_mutex_lock(&sp->req_mu);
+        notify_subscribers(sp);
+        if (stopping)
+            break;
     }
-    pthread_mutex_unlock(&sp->prog_mu);
+    pthread_mutex_unlock(&sp->req_mu);
     return NULL;
 }
 
@@ -1584,11 +1706,13 @@ gw_spend_t *gw_spend_open(const char *data_dir, gw_store_t *store, const gw_spen
     pthread_mutex_init(&sp->mu, NULL);
     pthread_mutex_init(&sp->sync_mu, NULL);
     pthread_mutex_init(&sp->prog_mu, NULL);
+    pthread_mutex_init(&sp->req_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&sp->prog_cond, &ca);
     pthread_cond_init(&sp->wake_cond, &ca);
+    pthread_cond_init(&sp->req_cond, &ca);
     pthread_condattr_destroy(&ca);
 
     if (data_dir == NULL || *data_dir == '\0')
@@ -1651,7 +1775,7 @@ gw_spend_t *gw_spend_open(const char *data_dir, gw_store_t *store, const gw_spen
         goto fail;
     }
     sp->writer_started = 1;
-    if (sp->set.sync_mode == GW_SPEND_SYNC_INTERVAL) {
+    if (sp->set.sync_mode != GW_SPEND_SYNC_NONE) {
         if (pthread_create(&sp->syncer, NULL, sync_main, sp) != 0) {
             set_err(err, errlen, "spend: cannot start the sync thread");
             goto fail;
@@ -1693,6 +1817,7 @@ void gw_spend_stats(gw_spend_t *sp, gw_spend_stats_t *o)
     memset(o, 0, sizeof(*o));
     o->records_written = __atomic_load_n(&sp->st_written, __ATOMIC_RELAXED);
     o->write_errors = __atomic_load_n(&sp->st_write_errors, __ATOMIC_RELAXED);
+    o->sync_errors = __atomic_load_n(&sp->st_sync_errors, __ATOMIC_RELAXED);
     o->records_applied = __atomic_load_n(&sp->st_applied, __ATOMIC_RELAXED);
     o->records_inserted = __atomic_load_n(&sp->st_inserted, __ATOMIC_RELAXED);
     o->corrupt_skipped = __atomic_load_n(&sp->st_corrupt, __ATOMIC_RELAXED);
@@ -1717,6 +1842,10 @@ void gw_spend_close(gw_spend_t *sp)
     sp->wake = 1;
     pthread_cond_broadcast(&sp->wake_cond);
     pthread_mutex_unlock(&sp->prog_mu);
+    pthread_mutex_lock(&sp->req_mu);
+    sp->req_stop = 1;
+    pthread_cond_signal(&sp->req_cond);
+    pthread_mutex_unlock(&sp->req_mu);
     if (sp->writer_started)
         pthread_join(sp->writer, NULL);
     if (sp->syncer_started)
@@ -1739,6 +1868,8 @@ void gw_spend_close(gw_spend_t *sp)
     pthread_mutex_destroy(&sp->mu);
     pthread_mutex_destroy(&sp->sync_mu);
     pthread_mutex_destroy(&sp->prog_mu);
+    pthread_mutex_destroy(&sp->req_mu);
+    pthread_cond_destroy(&sp->req_cond);
     pthread_cond_destroy(&sp->prog_cond);
     pthread_cond_destroy(&sp->wake_cond);
     free(sp);

@@ -2,22 +2,27 @@
  * spend.h — spend that is never lost: a per-instance journal of finished requests, fsynced off
  * the loop, and one writer per instance that moves journal records into the store.
  *
- *   worker loop                       sync thread               writer thread      store thread
- *   gw_spend_record(rec)
- *     write(2) one line ──▶ journal file ──▶ fdatasync every journal_sync_ms
- *     (returns; the caller then sends the response's final byte)
+ *   worker loop (spend_batch.h)       sync thread               writer thread      store thread
+ *   records → the worker's buffer
+ *   once per loop iteration:
+ *     gw_spend_append: ONE write(2) ──▶ journal file ──▶ fdatasync every journal_sync_ms,
+ *     then the held final sends go       (or at once when a worker asks: journal_sync always,
+ *     (always: when the sync thread        answered through gw_spend_notify_fn)
+ *      says the bytes are durable)
  *                                     journal ──▶ read complete lines ──▶ gw_store_run(batch tx)
  *                                                 checkpoint (rename) ◀── committed
  *
- * Ordering contract. gw_spend_record returns only after the record's line is in the journal
- * file (the kernel's page cache: a kill -9 of the process after that loses nothing). The caller
- * calls it once per finished request, after the cost is known and BEFORE it hands the
- * response's final byte to h2o (the last h2o_send with H2O_SEND_STATE_FINAL, or the
- * h2o_send_inline of a non-streamed body). A client that sees the end of a response can
- * therefore rely on its spend being recorded. A machine crash loses at most the last
- * journal_sync_ms of records; with journal_sync "always" gw_spend_record also waits for
- * fdatasync (group commit: one sync covers every record written before it) — which blocks the
- * calling loop for a disk flush, the price of that option.
+ * Ordering contract. A record's line is in the journal file (the kernel's page cache: a kill -9
+ * of the process after that loses nothing) BEFORE the response's final byte is handed to h2o.
+ * On the request path that is spend_batch.h's job: a worker formats its requests' records into
+ * its own buffer, writes the whole buffer with one gw_spend_append per loop iteration, and only
+ * then releases the final sends it held. A client that sees the end of a response can therefore
+ * rely on its spend being recorded. A machine crash loses at most the last journal_sync_ms of
+ * records; with journal_sync "always" the held sends also wait for an fdatasync covering their
+ * bytes, which the sync thread runs (group commit: one sync covers every record written before
+ * it) — the loop never waits for a disk flush. gw_spend_record is the synchronous form of the
+ * same thing for tests and tools: one record, one write(2), and in "always" mode an fdatasync on
+ * the calling thread.
  *
  * Journal format. Files TOLLGATE_DATA_DIR/spend-<instance>.<seq>.journal; a new one (seq+1)
  * at every start and whenever the current one passes rotate_bytes. One record per line:
@@ -54,11 +59,15 @@
  * long time), records are STILL accepted — refusing would lose spend or stop the service for a
  * bookkeeping backlog — but the module logs loudly (at most every 10 s) and gw_spend_stats
  * reports over_ceiling, which readiness and metrics should surface. Only a failed write(2)
- * (disk full) makes gw_spend_record fail; then the caller logs and the request's spend is lost
- * (it is counted in stats.write_errors).
+ * (disk full) makes an append fail: the whole append is cut back off the file (never half a
+ * line), its records are counted in stats.write_errors, and the request path does not complete
+ * those responses (spend_batch.h). A failed fdatasync is counted in stats.sync_errors; the
+ * bytes it covered are reported failed by gw_spend_sync_state for good (after a failed
+ * fdatasync the kernel may have dropped them from the cache, so a later success proves nothing).
  *
- * Threads. gw_spend_record, gw_spend_stats and gw_spend_flush are thread-safe and called from
- * any worker; gw_spend_open and gw_spend_close from the main thread only.
+ * Threads. gw_spend_record, gw_spend_append, the sync requests, gw_spend_stats and
+ * gw_spend_flush are thread-safe and called from any worker; gw_spend_open and gw_spend_close
+ * from the main thread only.
  */
 #ifndef GW_SPEND_H
 #define GW_SPEND_H
@@ -78,10 +87,12 @@ typedef struct gw_spend gw_spend_t;
 #define GW_SPEND_MAX_BATCH 100000
 /** Bytes of an instance id (letters, digits, '-', '_', '.'). */
 #define GW_SPEND_MAX_INSTANCE 64
+/** Sync subscribers (one per worker loop) at most. */
+#define GW_SPEND_MAX_SUBSCRIBERS 1024
 
 typedef enum gw_spend_sync_mode {
     GW_SPEND_SYNC_INTERVAL = 0, /* fdatasync every sync_ms on the sync thread (default) */
-    GW_SPEND_SYNC_ALWAYS = 1,   /* gw_spend_record waits for fdatasync (blocks the loop) */
+    GW_SPEND_SYNC_ALWAYS = 1,   /* responses wait for fdatasync on the sync thread (spend_batch.h) */
     GW_SPEND_SYNC_NONE = 2,     /* never fdatasync (tests, tmpfs) */
 } gw_spend_sync_mode_t;
 
@@ -139,7 +150,8 @@ enum {
 
 typedef struct gw_spend_stats {
     uint64_t records_written;  /* lines appended by this process */
-    uint64_t write_errors;     /* gw_spend_record calls that returned GW_SPEND_EIO */
+    uint64_t write_errors;     /* records whose append returned GW_SPEND_EIO */
+    uint64_t sync_errors;      /* fdatasync calls that failed */
     uint64_t records_applied;  /* journal records committed to the store (inserted or duplicate) */
     uint64_t records_inserted; /* of those, new spend_logs rows */
     uint64_t corrupt_skipped;  /* torn or corrupt lines skipped */
@@ -160,11 +172,54 @@ gw_spend_t *gw_spend_open(const char *data_dir, gw_store_t *store, const gw_spen
                           char *err, size_t errlen);
 
 /**
- * Appends rec to the journal: one write(2) of one line (see the ordering contract above).
- * Returns GW_SPEND_OK, GW_SPEND_EINVAL, GW_SPEND_EIO or GW_SPEND_CLOSED. Thread-safe; holds a
- * mutex only around the write. Never touches the database.
+ * Appends rec to the journal: one write(2) of one line, and with journal_sync "always" an
+ * fdatasync on the calling thread before it returns — the synchronous form for tests and tools;
+ * the request path uses spend_batch.h instead, which never blocks its loop. Returns
+ * GW_SPEND_OK, GW_SPEND_EINVAL, GW_SPEND_EIO or GW_SPEND_CLOSED. Thread-safe; holds a mutex only
+ * around the write. Never touches the database.
  */
 int gw_spend_record(gw_spend_t *sp, const gw_spend_rec_t *rec);
+
+/**
+ * Appends len bytes of whole journal lines (gw_spend_format's, nrec of them; the last byte must
+ * be a newline) with ONE write(2) under the journal's mutex: all of them are in the file when it
+ * returns GW_SPEND_OK, none of them when it returns GW_SPEND_EIO (cut back, logged, counted in
+ * write_errors). *end (may be NULL) receives the journal position just past them, in bytes
+ * appended by this process over all files — the unit of gw_spend_request_sync and
+ * gw_spend_sync_state. No fdatasync here, whatever the mode. Thread-safe.
+ */
+int gw_spend_append(gw_spend_t *sp, const char *lines, size_t len, size_t nrec, uint64_t *end);
+
+/**
+ * Called on the sync thread after an fdatasync answered a subscriber's request (it succeeded or
+ * failed: read gw_spend_sync_state). It runs under the module's request lock, so it must be
+ * short and must not call back into the module: post a message to a loop (h2o_multithread).
+ */
+typedef void (*gw_spend_notify_fn)(void *ud);
+
+/** Registers a subscriber; returns its slot, or -1 when GW_SPEND_MAX_SUBSCRIBERS are taken. */
+int gw_spend_subscribe(gw_spend_t *sp, gw_spend_notify_fn fn, void *ud);
+
+/** Removes a subscriber; fn is not running and will not run after it returns. */
+void gw_spend_unsubscribe(gw_spend_t *sp, int slot);
+
+/**
+ * Asks the sync thread (journal_sync interval or always; never with none, which has no sync
+ * thread) for an fdatasync covering the journal up to upto (a position from gw_spend_append).
+ * Never blocks on the disk: the slot's fn runs once the sync is done or failed. Requests of one
+ * slot coalesce (the largest position wins). Thread-safe.
+ */
+void gw_spend_request_sync(gw_spend_t *sp, int slot, uint64_t upto);
+
+/** The sync mode the journal was opened with. */
+gw_spend_sync_mode_t gw_spend_sync_mode(const gw_spend_t *sp);
+
+/**
+ * The journal positions known durable (*synced: every byte before it is fdatasynced) and failed
+ * (*failed_through: a failed fdatasync covered every byte before it; 0 = none). A position p is
+ * failed when p <= *failed_through (checked first), else durable when p <= *synced. Thread-safe.
+ */
+void gw_spend_sync_state(gw_spend_t *sp, uint64_t *synced, uint64_t *failed_through);
 
 /** Wakes the writer now (e.g. a test, or SIGTERM handling). Thread-safe, cheap. */
 void gw_spend_flush(gw_spend_t *sp);

@@ -18,6 +18,10 @@
 #   ROUNDS          rounds of [direct, nginx, tollgate] per workload (default 3)
 #   BENCH_STREAMS   concurrent streams in the streams test (default 1000)
 #   BENCH_TARGETS   which targets to run (default "direct nginx tollgate")
+#   BENCH_JOURNAL_SYNC  Tollgate's journal_sync (default interval; always makes every priced
+#                   response wait for an fdatasync of the spend journal)
+#   BENCH_KINDS     which workloads to run (default all: "c1 c64 c64-priced c64-key translate
+#                   stream64 translate-stream")
 #   TOLLGATE_BIN    binary to measure (default build/tollgate of this checkout)
 #   BENCH_KEEP=1    keep the temporary directory (configs, logs) for inspection
 #   BENCH_TOLLGATE_STDOUT  where Tollgate's stdout (its request log) goes (default: a file in the
@@ -266,6 +270,7 @@ general_settings:
   master_key: sk-bench
 tollgate_settings:
   workers: 1
+  journal_sync: ${BENCH_JOURNAL_SYNC:-interval}
 EOF
 
 http_code() { # url [curl args…]
@@ -391,7 +396,7 @@ body_of() {
 }
 # Workloads and the targets they run against: only Tollgate translates and knows virtual keys, so
 # the translate kinds and c64-key run against it alone.
-KINDS="c1 c64 c64-priced c64-key translate stream64 translate-stream"
+KINDS=${BENCH_KINDS:-c1 c64 c64-priced c64-key translate stream64 translate-stream}
 targets_of() { # kind
   if [[ $1 == translate* || $1 == c64-key || $1 == c64-priced ]]; then
     if has_target tollgate; then echo tollgate; fi
