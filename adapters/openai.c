@@ -168,6 +168,31 @@ static int empty_array(ad_jspan_t v)
     return i < v.len && v.p[i] == ']';
 }
 
+/*
+ * Whether a chunk can have a member named "usage" (not null) or "error" — the only facts the scan
+ * below can change the event with. Exact, so most content chunks skip the scan: a member name
+ * equal to one of them is written either as those very bytes or with a \u escape (JSON's other
+ * escapes make no letters), and a trailing ,"usage":null} (OpenAI's chunks when usage is asked
+ * for) is the top-level object's last member, whose null the scan would take and ignore.
+ */
+static int may_name_usage_or_error(const char *d, size_t n)
+{
+    static const char null_usage[] = ",\"usage\":null}";
+    size_t tail = sizeof(null_usage) - 1;
+    if (n >= tail && memcmp(d + n - tail, null_usage, tail) == 0)
+        n -= tail;
+    const char *end = d + n, *p = d;
+    while ((p = memchr(p, '"', (size_t)(end - p))) != NULL) { /* "usage" or "error", quotes included */
+        p++;
+        if (end - p >= 6 && (memcmp(p, "usage\"", 6) == 0 || memcmp(p, "error\"", 6) == 0))
+            return 1;
+    }
+    for (p = d; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p += 2)
+        if (end - p < 2 || p[1] == 'u')
+            return 1;
+    return 0;
+}
+
 static int on_sse(void *ud, const ad_sse_event_t *ev)
 {
     ad_stream_t *st = ud;
@@ -186,7 +211,8 @@ static int on_sse(void *ud, const ad_sse_event_t *ev)
     chunk_facts_t f;
     memset(&f, 0, sizeof(f));
     out.type = AD_EV_CHUNK;
-    if (ad_json_scan_object(ev->data, ev->data_len, chunk_member, &f, NULL) == 0) {
+    if (may_name_usage_or_error(ev->data, ev->data_len) &&
+        ad_json_scan_object(ev->data, ev->data_len, chunk_member, &f, NULL) == 0) {
         if (f.error.type == AD_J_OBJECT) {
             out.type = AD_EV_ERROR;
             st->saw_error = 1;
