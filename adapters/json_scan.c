@@ -537,10 +537,16 @@ static size_t decode_escape(const unsigned char *s, size_t n, unsigned char out[
     return used;
 }
 
-int ad_json_key_eq(const char *raw, size_t rawlen, const char *want)
+int ad_json_key_eq_n(const char *raw, size_t rawlen, const char *want, size_t wl)
 {
     const unsigned char *s = (const unsigned char *)raw;
-    size_t wl = strlen(want), i = 0, j = 0;
+    size_t i = 0, j = 0;
+    /* An escape is longer than what it decodes to, so a raw key shorter than want never equals
+     * it, and one of the same length does only when it has no escape: then bytes decide. */
+    if (rawlen <= wl)
+        return rawlen == wl && memcmp(raw, want, wl) == 0 && memchr(raw, '\\', rawlen) == NULL;
+    if (memchr(raw, '\\', rawlen) == NULL)
+        return 0;
     while (i < rawlen) {
         const unsigned char *bs = memchr(s + i, '\\', rawlen - i);
         size_t run = bs != NULL ? (size_t)(bs - (s + i)) : rawlen - i;

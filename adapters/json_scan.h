@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define AD_JSON_MAX_DEPTH 256
 
@@ -59,8 +60,15 @@ int ad_json_validate(const char *p, size_t len, size_t *err_off);
  */
 int ad_json_find(const char *obj, size_t len, const char *key, ad_jspan_t *out);
 
-/** 1 when the raw (escaped) key equals the plain ASCII/UTF-8 string want, else 0. */
-int ad_json_key_eq(const char *raw, size_t rawlen, const char *want);
+/** 1 when the raw (escaped) key equals the plain ASCII/UTF-8 string want (wantlen bytes), else 0. */
+int ad_json_key_eq_n(const char *raw, size_t rawlen, const char *want, size_t wantlen);
+
+/** 1 when the raw (escaped) key equals the plain ASCII/UTF-8 string want, else 0. Inline so that
+ * the length of a literal want is known at compile time. */
+static inline int ad_json_key_eq(const char *raw, size_t rawlen, const char *want)
+{
+    return ad_json_key_eq_n(raw, rawlen, want, strlen(want));
+}
 
 /** Value accessors: 0 on success, -1 on type mismatch or overflow. */
 int ad_json_span_bool(ad_jspan_t v, int *out);

@@ -168,6 +168,57 @@ static int empty_array(ad_jspan_t v)
     return i < v.len && v.p[i] == ']';
 }
 
+/*
+ * Whether a chunk can have a member named "usage" (not null) or "error" — the only facts the scan
+ * below can change the event with. Exact, so most content chunks skip the scan: a member name
+ * equal to one of them is written either as those very bytes or with a \u escape (JSON's other
+ * escapes make no letters), and a trailing ,"usage":null} (OpenAI's chunks when usage is asked
+ * for) is the top-level object's last member, whose null the scan would take and ignore.
+ */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* High bit set in the bytes of w equal to c (and possibly in a byte just above one: callers
+ * check each candidate). */
+static inline uint64_t bytes_eq(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (ONES * c);
+    return (x - ONES) & ~x & HIGHS;
+}
+
+static int names_at(const char *p, const char *end) /* p just past a '"' */
+{
+    return end - p >= 6 && (memcmp(p, "usage\"", 6) == 0 || memcmp(p, "error\"", 6) == 0);
+}
+
+static int may_name_usage_or_error(const char *d, size_t n)
+{
+    static const char null_usage[] = ",\"usage\":null}";
+    size_t tail = sizeof(null_usage) - 1;
+    if (n >= tail && memcmp(d + n - tail, null_usage, tail) == 0)
+        n -= tail;
+    const char *end = d + n;
+    size_t i = 0;
+    /* '"' followed by 'u' or 'e', eight positions at a time; then each candidate in full */
+    for (; i + 9 <= n; i += 8) {
+        uint64_t w, next;
+        memcpy(&w, d + i, 8);
+        memcpy(&next, d + i + 1, 8);
+        if ((bytes_eq(w, '"') & (bytes_eq(next, 'u') | bytes_eq(next, 'e'))) == 0)
+            continue; /* lane k of both words is d[i + k] and d[i + k + 1], whatever the byte order */
+        for (size_t k = 0; k < 8; k++)
+            if (d[i + k] == '"' && names_at(d + i + k + 1, end))
+                return 1;
+    }
+    for (; i < n; i++)
+        if (d[i] == '"' && names_at(d + i + 1, end))
+            return 1;
+    for (const char *p = d; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p += 2)
+        if (end - p < 2 || p[1] == 'u')
+            return 1;
+    return 0;
+}
+
 static int on_sse(void *ud, const ad_sse_event_t *ev)
 {
     ad_stream_t *st = ud;
@@ -186,7 +237,8 @@ static int on_sse(void *ud, const ad_sse_event_t *ev)
     chunk_facts_t f;
     memset(&f, 0, sizeof(f));
     out.type = AD_EV_CHUNK;
-    if (ad_json_scan_object(ev->data, ev->data_len, chunk_member, &f, NULL) == 0) {
+    if (may_name_usage_or_error(ev->data, ev->data_len) &&
+        ad_json_scan_object(ev->data, ev->data_len, chunk_member, &f, NULL) == 0) {
         if (f.error.type == AD_J_OBJECT) {
             out.type = AD_EV_ERROR;
             st->saw_error = 1;

@@ -105,6 +105,13 @@ Test(openai_stream, midstream_error_event)
     check_stream("stream-error", 1, -1, -1, 0);
 }
 
+/* Member names written with \u escapes, a usage that is not the last member, and content that
+ * says "usage" and "error": the chunks that skip the scan must not include any of these. */
+Test(openai_stream, escaped_member_names)
+{
+    check_stream("stream-escaped-names", 0, 9, 4, 0);
+}
+
 /* ---- non-stream and errors ----------------------------------------------------------------- */
 
 Test(openai_response, usage_from_body)

@@ -401,6 +401,10 @@ Test(json_scan, key_eq)
         {"x\\", "x", 0},
         {"\\u00", "", 0},
         {"\xc3\xa9", "\xc3\xa9", 1},
+        {"a\\nb", "a\\nb", 0}, /* same bytes, but the raw key decodes to a newline */
+        {"modem", "model", 0},
+        {"mode\\u006c", "model", 1},
+        {"mode\\u006d", "model", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_assert_eq(ad_json_key_eq(cases[i].raw, strlen(cases[i].raw), cases[i].want), cases[i].eq,
