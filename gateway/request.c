@@ -217,6 +217,10 @@ gw_reqctx_t *gw_request_begin(h2o_req_t *req)
     assign_id(rc);
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rc->rid,
                           strlen(rc->rid));
+    /* LiteLLM's name for the id its spend logs carry: Tollgate's own id (the client's x-request-id
+     * is echoed above but never bills), so /spend/logs?request_id=<it> finds the request */
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-litellm-call-id"), 0, NULL, rc->uid,
+                          strlen(rc->uid));
     if (rc->w->draining)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONNECTION, NULL, H2O_STRLIT("close"));
     return rc;

@@ -401,6 +401,10 @@ describe('exactness: 3 instances sharing PostgreSQL and Redis', { skip: SKIP }, 
     assert.equal(b.status, 200, b.text || b.error);
     const rows = await settledRows(urls()[2], key, 2, 4000);
     assert.equal(rows.length, 2, `two completed requests with the same client x-request-id: ${rows.length} spend row(s) (${JSON.stringify(rows.map((r) => r.request_id))})`);
+    // x-request-id echoes the client's; x-litellm-call-id names each request's own spend row
+    assert.equal(a.headers['x-request-id'], rid);
+    assert.equal(b.headers['x-request-id'], rid);
+    assert.deepEqual(rows.map((r) => r.request_id).sort(), [a.headers['x-litellm-call-id'], b.headers['x-litellm-call-id']].sort());
     assert.equal(await keySpend(urls()[2], key, 2 * ACTUAL), 2 * ACTUAL, '/key/info spend bills both requests');
   });
 
