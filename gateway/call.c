@@ -684,9 +684,9 @@ static void alias_step(gw_reqctx_t *rc, const json_t *map)
  */
 static void apply_aliases(gw_reqctx_t *rc)
 {
-    const gw_config_t *cfg = rc->w->server->cfg;
-    alias_step(rc, json_object_get(cfg->litellm_settings, "model_alias_map"));
-    alias_step(rc, json_object_get(cfg->router_settings, "model_group_alias"));
+    const gw_server_t *s = rc->w->server;
+    alias_step(rc, s->alias_maps[0]); /* looked up once at start */
+    alias_step(rc, s->alias_maps[1]);
     if (rc->principal != NULL) {
         alias_step(rc, rc->principal->team_aliases);
         alias_step(rc, rc->principal->aliases);

@@ -369,6 +369,8 @@ gw_server_t *gw_server_create(gw_config_t *cfg, char *err, size_t errlen)
     s->models_json_len = b.len;
     if (cfg->master_key != NULL)
         SHA256((const unsigned char *)cfg->master_key, strlen(cfg->master_key), s->master_key_hash);
+    s->alias_maps[0] = json_object_get(cfg->litellm_settings, "model_alias_map");
+    s->alias_maps[1] = json_object_get(cfg->router_settings, "model_group_alias");
     if (open_store(s, err, errlen) != 0 || open_policy(s, err, errlen) != 0) {
         gw_store_close(s->store);
         gw_models_destroy(s->models);

@@ -77,6 +77,9 @@ struct gw_server {
     struct gw_spend *spend;     /* the spend journal and its writer (spend.h) */
     /* litellm_settings.max_budget (policy.h); NULL: none */
     struct gw_policy_global *global_budget;
+    /* LiteLLM's config-level model aliases, looked up once at start (NULL when absent):
+     * litellm_settings.model_alias_map, router_settings.model_group_alias (call.c) */
+    const struct json_t *alias_maps[2];
     h2o_globalconf_t globalconf;
     gw_worker_t *workers;
     unsigned n_workers;
